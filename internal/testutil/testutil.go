@@ -1,0 +1,144 @@
+// Package testutil holds helpers shared by the integration tests: locating the
+// real mediasoup-worker binary and finding free ports on loopback.
+package testutil
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// WorkerBin returns the mediasoup-worker binary the tests run: MEDIASOUP_WORKER_BIN,
+// else bin/mediasoup-worker at the repository root. A missing binary fails the
+// test with the reason: these tests need the real worker and never skip.
+func WorkerBin(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv("MEDIASOUP_WORKER_BIN")
+	if bin == "" {
+		if root, err := RepoRoot(); err == nil {
+			bin = filepath.Join(root, "bin", "mediasoup-worker")
+		}
+	}
+	st, err := os.Stat(bin)
+	if bin == "" || err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		t.Fatalf("mediasoup-worker binary not found (MEDIASOUP_WORKER_BIN=%q, tried %q): run `make worker`, or run the tests with `make test`", os.Getenv("MEDIASOUP_WORKER_BIN"), bin)
+	}
+	return bin
+}
+
+// RepoRoot walks up from the working directory to the folder holding go.mod.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// FreePorts returns the first of n consecutive ports that are free for both
+// UDP and TCP on 127.0.0.1 right now (the caller binds them soon after).
+// Candidates are drawn from a range shifted by the process id so that test
+// binaries running in parallel rarely probe the same ports.
+func FreePorts(t testing.TB, n int) int {
+	t.Helper()
+	const lo, hi = 20000, 60000
+	start := lo + (os.Getpid()*97+int(time.Now().UnixNano()/1000)%9973)%(hi-lo-n)
+	for tries := 0; tries < 500; tries++ {
+		base := lo + (start-lo+tries*(n+7))%(hi-lo-n)
+		if portsFree(base, n) {
+			return base
+		}
+	}
+	t.Fatalf("no %d consecutive free ports found", n)
+	return 0
+}
+
+func portsFree(base, n int) bool {
+	var closers []func() error
+	defer func() {
+		for _, c := range closers {
+			_ = c()
+		}
+	}()
+	for p := base; p < base+n; p++ {
+		addr := fmt.Sprintf("127.0.0.1:%d", p)
+		u, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return false
+		}
+		closers = append(closers, u.Close)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return false
+		}
+		closers = append(closers, l.Close)
+	}
+	return true
+}
+
+// Eventually polls cond every 10 ms until it returns true or timeout passes,
+// then fails the test with msg.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: "+msg, append([]any{timeout}, args...)...)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// ProcessAlive reports whether a process with this pid exists (zombies count
+// as gone only once reaped, which the worker's owner does).
+func ProcessAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	return p.Signal(syscall.Signal(0)) == nil
+}
+
+// WorkerChildren lists the pids of mediasoup-worker processes whose parent is
+// this test process.
+func WorkerChildren() []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	me := os.Getpid()
+	for _, e := range entries {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		var comm, state string
+		var ppid int
+		if _, err := fmt.Sscanf(string(stat), "%d %s %s %d", &pid, &comm, &state, &ppid); err != nil {
+			continue
+		}
+		if ppid == me && comm == "(mediasoup-work)" || ppid == me && comm == "(mediasoup-worker)" {
+			out = append(out, pid)
+		}
+	}
+	return out
+}

@@ -1,0 +1,600 @@
+// Package worker owns the pool of mediasoup-worker subprocesses: it spawns
+// them (one WebRtcServer each), places new routers on the least-loaded live
+// worker, notices a worker's death, tells subscribers, and respawns it with
+// backoff. It knows nothing of rooms or peers.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+)
+
+// Errors returned by the pool.
+var (
+	ErrNoWorker = errors.New("no live mediasoup worker")
+	ErrClosed   = errors.New("worker pool closed")
+)
+
+// Options configure a Pool. Zero values take the defaults noted.
+type Options struct {
+	Bin              string // mediasoup-worker binary (required; see FindBinary)
+	Count            int    // number of workers (required, > 0)
+	RtcPort          int    // worker i's WebRtcServer listens UDP and TCP on RtcPort+i (required)
+	ListenIP         string // IP the WebRtcServers bind (default 127.0.0.1)
+	AnnouncedAddress string // address put in ICE candidates (default: none, ListenIP is used)
+	LogLevel         string // the worker's own log level (default warn)
+
+	RespawnMinDelay time.Duration // first respawn delay (default 100ms)
+	RespawnMaxDelay time.Duration // backoff cap (default 10s)
+	// A worker that lived at least StableAfter before dying restarts the
+	// backoff from RespawnMinDelay (default 30s).
+	StableAfter time.Duration
+
+	Logger *zap.Logger // default: a no-op logger
+}
+
+// State of one worker slot.
+type State string
+
+// Worker slot states.
+const (
+	StateStarting State = "starting"
+	StateAlive    State = "alive"
+	StateDead     State = "dead" // died; a respawn is scheduled
+	StateClosed   State = "closed"
+)
+
+// Death tells subscribers that a worker process died unexpectedly. Every
+// router it hosted is gone; the slot is respawned after a backoff.
+type Death struct {
+	Index    int
+	Pid      int
+	Err      error // the exit reason reported by mediasoup-go (may be nil)
+	Restarts int   // how many times this slot had been respawned before
+}
+
+// Pool is a fixed set of worker slots. Each slot holds at most one live
+// mediasoup-worker process at a time and keeps its index and port for life.
+type Pool struct {
+	opts   Options
+	log    *zap.Logger
+	slog   *mediasoupLogger
+	slots  []*Worker
+	closed atomic.Bool
+
+	mu     sync.Mutex // guards subs, nextID and placement decisions
+	subs   map[int]func(Death)
+	nextID int
+
+	wg sync.WaitGroup // respawn goroutines
+}
+
+// Worker is one slot of the pool. Its methods are safe for concurrent use.
+type Worker struct {
+	pool  *Pool
+	index int
+	port  int
+
+	mu        sync.Mutex
+	ms        *mediasoup.Worker
+	server    *mediasoup.WebRtcServer
+	state     State
+	pid       int
+	restarts  int
+	failures  int // consecutive early deaths or failed spawns
+	startedAt time.Time
+	lastErr   error
+	timer     *time.Timer
+	gen       uint64 // bumped on every spawn; load counts of older generations are ignored
+
+	routers, transports, producers, consumers atomic.Int64
+}
+
+// Router is a router placed on a worker by the pool, with the WebRtcServer
+// of that worker for the transports created on it.
+type Router struct {
+	*mediasoup.Router
+	Worker       *Worker
+	WebRtcServer *mediasoup.WebRtcServer
+	Pid          int
+}
+
+// Info is a snapshot of one slot, for health checks and metrics.
+type Info struct {
+	Index      int       `json:"index"`
+	Pid        int       `json:"pid"`
+	State      State     `json:"state"`
+	Port       int       `json:"rtcPort"`
+	Restarts   int       `json:"restarts"`
+	Routers    int64     `json:"routers"`
+	Transports int64     `json:"transports"`
+	Producers  int64     `json:"producers"`
+	Consumers  int64     `json:"consumers"`
+	Since      time.Time `json:"since"`
+	LastError  string    `json:"lastError,omitempty"`
+}
+
+// New starts opts.Count workers and their WebRtcServers. It fails, leaving
+// no process behind, if any of them cannot start.
+func New(opts Options) (*Pool, error) {
+	if opts.Bin == "" {
+		return nil, errors.New("worker pool: no worker binary given")
+	}
+	if opts.Count <= 0 {
+		return nil, fmt.Errorf("worker pool: count must be > 0, got %d", opts.Count)
+	}
+	if opts.RtcPort <= 0 || opts.RtcPort+opts.Count-1 > 65535 {
+		return nil, fmt.Errorf("worker pool: rtc ports %d..%d out of range", opts.RtcPort, opts.RtcPort+opts.Count-1)
+	}
+	if opts.ListenIP == "" {
+		opts.ListenIP = "127.0.0.1"
+	}
+	if opts.LogLevel == "" {
+		opts.LogLevel = "warn"
+	}
+	if opts.RespawnMinDelay <= 0 {
+		opts.RespawnMinDelay = 100 * time.Millisecond
+	}
+	if opts.RespawnMaxDelay < opts.RespawnMinDelay {
+		opts.RespawnMaxDelay = max(10*time.Second, opts.RespawnMinDelay)
+	}
+	if opts.StableAfter <= 0 {
+		opts.StableAfter = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	p := &Pool{
+		opts: opts,
+		log:  opts.Logger,
+		subs: map[int]func(Death){},
+	}
+	p.slog = newMediasoupLogger(opts.Logger)
+	for i := range opts.Count {
+		w := &Worker{pool: p, index: i, port: opts.RtcPort + i, state: StateStarting}
+		p.slots = append(p.slots, w)
+	}
+	for _, w := range p.slots {
+		if err := w.spawn(); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("worker %d: %w", w.index, err)
+		}
+	}
+	p.log.Info("worker pool started", zap.Int("workers", opts.Count), zap.String("bin", opts.Bin),
+		zap.String("listenIp", opts.ListenIP), zap.String("announcedAddress", opts.AnnouncedAddress),
+		zap.Int("rtcPort", opts.RtcPort))
+	return p, nil
+}
+
+// Workers returns every slot, in index order.
+func (p *Pool) Workers() []*Worker { return append([]*Worker(nil), p.slots...) }
+
+// Infos returns a snapshot of every slot.
+func (p *Pool) Infos() []Info {
+	out := make([]Info, len(p.slots))
+	for i, w := range p.slots {
+		out[i] = w.Info()
+	}
+	return out
+}
+
+// Alive reports whether every slot holds a live worker.
+func (p *Pool) Alive() bool {
+	for _, w := range p.slots {
+		if w.State() != StateAlive {
+			return false
+		}
+	}
+	return true
+}
+
+// OnDeath registers fn to be called (on its own goroutine per death, after the
+// worker's routers are closed) whenever a worker dies unexpectedly. The
+// returned function unregisters it.
+func (p *Pool) OnDeath(fn func(Death)) (cancel func()) {
+	p.mu.Lock()
+	id := p.nextID
+	p.nextID++
+	p.subs[id] = fn
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		delete(p.subs, id)
+		p.mu.Unlock()
+	}
+}
+
+// Pick returns the least-loaded live worker. The rule: fewest consumers, then
+// fewest transports, then fewest routers, then lowest index. Consumers are
+// what costs a worker CPU (each forwards a stream); transports and routers
+// break ties so that empty routers still spread across workers.
+func (p *Pool) Pick() (*Worker, error) {
+	if p.closed.Load() {
+		return nil, ErrClosed
+	}
+	var best *Worker
+	for _, w := range p.slots {
+		if w.State() != StateAlive {
+			continue
+		}
+		if best == nil || w.lessLoaded(best) {
+			best = w
+		}
+	}
+	if best == nil {
+		return nil, ErrNoWorker
+	}
+	return best, nil
+}
+
+func (w *Worker) lessLoaded(o *Worker) bool {
+	a := [3]int64{w.consumers.Load(), w.transports.Load(), w.routers.Load()}
+	b := [3]int64{o.consumers.Load(), o.transports.Load(), o.routers.Load()}
+	for i := range a {
+		if a[i] != b[i] {
+			return a[i] < b[i]
+		}
+	}
+	return w.index < o.index
+}
+
+// CreateRouter creates a router on the least-loaded live worker.
+func (p *Pool) CreateRouter(ctx context.Context, opts *mediasoup.RouterOptions) (*Router, error) {
+	// Pick and reserve under one lock so that concurrent callers spread.
+	p.mu.Lock()
+	w, err := p.Pick()
+	if err != nil {
+		p.mu.Unlock()
+		return nil, err
+	}
+	w.routers.Add(1) // reservation; the router's own accounting replaces it below
+	p.mu.Unlock()
+	defer w.routers.Add(-1)
+	return w.CreateRouter(ctx, opts)
+}
+
+// CreateRouter creates a router on this worker.
+func (w *Worker) CreateRouter(ctx context.Context, opts *mediasoup.RouterOptions) (*Router, error) {
+	w.mu.Lock()
+	ms, server, state, pid := w.ms, w.server, w.state, w.pid
+	w.mu.Unlock()
+	if state != StateAlive || ms == nil {
+		return nil, fmt.Errorf("worker %d is %s: %w", w.index, state, ErrNoWorker)
+	}
+	r, err := ms.CreateRouterContext(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("worker %d (pid %d): create router: %w", w.index, pid, err)
+	}
+	return &Router{Router: r, Worker: w, WebRtcServer: server, Pid: pid}, nil
+}
+
+// Close closes every worker and waits for their processes to exit. No
+// mediasoup-worker process of this pool survives it. Safe to call twice.
+func (p *Pool) Close() {
+	if p.closed.Swap(true) {
+		return
+	}
+	for _, w := range p.slots {
+		w.mu.Lock()
+		if w.timer != nil && w.timer.Stop() {
+			p.wg.Done() // the scheduled respawn will never run
+		}
+		w.mu.Unlock()
+	}
+	p.wg.Wait() // a respawn in progress finishes, sees closed, and stops its worker
+	var wg sync.WaitGroup
+	for _, w := range p.slots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.close()
+		}()
+	}
+	wg.Wait()
+	p.log.Info("worker pool closed")
+}
+
+// Index is the slot's position in the pool (stable across respawns).
+func (w *Worker) Index() int { return w.index }
+
+// Port is the slot's WebRtcServer port (UDP and TCP).
+func (w *Worker) Port() int { return w.port }
+
+// State is the slot's current state.
+func (w *Worker) State() State {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.state
+}
+
+// Pid is the live worker's process id, or 0.
+func (w *Worker) Pid() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state != StateAlive {
+		return 0
+	}
+	return w.pid
+}
+
+// Info returns a snapshot of the slot.
+func (w *Worker) Info() Info {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	in := Info{
+		Index: w.index, Pid: w.pid, State: w.state, Port: w.port, Restarts: w.restarts,
+		Routers: w.routers.Load(), Transports: w.transports.Load(),
+		Producers: w.producers.Load(), Consumers: w.consumers.Load(), Since: w.startedAt,
+	}
+	if w.state != StateAlive {
+		in.Pid = 0
+	}
+	if w.lastErr != nil {
+		in.LastError = w.lastErr.Error()
+	}
+	return in
+}
+
+// ResourceUsage asks the live worker for its getrusage() figures.
+func (w *Worker) ResourceUsage(ctx context.Context) (*mediasoup.WorkerResourceUsage, error) {
+	w.mu.Lock()
+	ms, state := w.ms, w.state
+	w.mu.Unlock()
+	if state != StateAlive || ms == nil {
+		return nil, fmt.Errorf("worker %d is %s: %w", w.index, state, ErrNoWorker)
+	}
+	return ms.GetResourceUsageContext(ctx)
+}
+
+// Dump asks the live worker which routers and WebRtcServers it holds.
+func (w *Worker) Dump(ctx context.Context) (*mediasoup.WorkerDump, error) {
+	w.mu.Lock()
+	ms, state := w.ms, w.state
+	w.mu.Unlock()
+	if state != StateAlive || ms == nil {
+		return nil, fmt.Errorf("worker %d is %s: %w", w.index, state, ErrNoWorker)
+	}
+	return ms.DumpContext(ctx)
+}
+
+// spawn starts a worker process and its WebRtcServer in this slot.
+func (w *Worker) spawn() error {
+	p := w.pool
+	ms, err := mediasoup.NewWorker(p.opts.Bin, func(s *mediasoup.WorkerSettings) {
+		s.LogLevel = mediasoup.WorkerLogLevel(p.opts.LogLevel)
+		s.Logger = p.slog.with(w.index)
+		s.AppData = mediasoup.H{"index": w.index}
+		// Without io_uring the worker uses libuv's send path; our build has
+		// no liburing anyway, and this keeps official binaries alike.
+		s.DisableLiburing = true
+	})
+	if err != nil {
+		return fmt.Errorf("start %s: %w", p.opts.Bin, err)
+	}
+	listen := func(proto mediasoup.TransportProtocol) *mediasoup.TransportListenInfo {
+		return &mediasoup.TransportListenInfo{
+			Protocol:         proto,
+			Ip:               p.opts.ListenIP,
+			AnnouncedAddress: p.opts.AnnouncedAddress,
+			Port:             uint16(w.port),
+		}
+	}
+	server, err := ms.CreateWebRtcServer(&mediasoup.WebRtcServerOptions{
+		ListenInfos: []*mediasoup.TransportListenInfo{
+			listen(mediasoup.TransportProtocolUDP),
+			listen(mediasoup.TransportProtocolTCP),
+		},
+	})
+	if err != nil {
+		terminate(ms.Pid())
+		return fmt.Errorf("WebRtcServer on %s:%d: %w", p.opts.ListenIP, w.port, err)
+	}
+
+	w.mu.Lock()
+	w.gen++
+	gen := w.gen
+	w.ms, w.server, w.pid = ms, server, ms.Pid()
+	w.state = StateAlive
+	w.startedAt = time.Now()
+	w.routers.Store(0)
+	w.transports.Store(0)
+	w.producers.Store(0)
+	w.consumers.Store(0)
+	w.mu.Unlock()
+
+	w.account(ms, gen)
+	ms.OnClose(func(context.Context) { w.onClose(ms, gen) })
+	p.log.Info("worker started", zap.Int("index", w.index), zap.Int("pid", ms.Pid()), zap.Int("rtcPort", w.port))
+	return nil
+}
+
+// account keeps the slot's load counters in step with the worker's objects.
+func (w *Worker) account(ms *mediasoup.Worker, gen uint64) {
+	counter := func(c *atomic.Int64, closer interface{ OnClose(func(context.Context)) }) {
+		if w.generation() != gen {
+			return
+		}
+		c.Add(1)
+		closer.OnClose(func(context.Context) {
+			if w.generation() == gen {
+				c.Add(-1)
+			}
+		})
+	}
+	ms.OnNewRouter(func(_ context.Context, r *mediasoup.Router) {
+		counter(&w.routers, r)
+		r.OnNewTransport(func(_ context.Context, t *mediasoup.Transport) {
+			counter(&w.transports, t)
+			t.OnNewProducer(func(_ context.Context, pr *mediasoup.Producer) { counter(&w.producers, pr) })
+			t.OnNewConsumer(func(_ context.Context, c *mediasoup.Consumer) { counter(&w.consumers, c) })
+		})
+	})
+}
+
+func (w *Worker) generation() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.gen
+}
+
+// onClose runs when a worker of generation gen has closed, by our hand or not.
+func (w *Worker) onClose(ms *mediasoup.Worker, gen uint64) {
+	p := w.pool
+	w.mu.Lock()
+	if w.gen != gen || w.state != StateAlive {
+		w.mu.Unlock() // closed on purpose (close sets StateClosed first)
+		return
+	}
+	err := ms.Err() // written before the close listeners run, on this goroutine
+	lived := time.Since(w.startedAt)
+	if lived >= p.opts.StableAfter {
+		w.failures = 0
+	}
+	w.failures++
+	delay := w.backoff()
+	death := Death{Index: w.index, Pid: w.pid, Err: err, Restarts: w.restarts}
+	w.state = StateDead
+	w.lastErr = err
+	if err == nil {
+		w.lastErr = errors.New("worker process exited")
+	}
+	w.ms, w.server = nil, nil
+	w.gen++ // invalidate the dead worker's load accounting
+	w.routers.Store(0)
+	w.transports.Store(0)
+	w.producers.Store(0)
+	w.consumers.Store(0)
+	if !p.closed.Load() {
+		p.wg.Add(1)
+		w.timer = time.AfterFunc(delay, w.respawn)
+	}
+	w.mu.Unlock()
+
+	p.log.Error("worker died", zap.Int("index", w.index), zap.Int("pid", death.Pid),
+		zap.Duration("lived", lived), zap.Error(err), zap.Duration("respawnIn", delay))
+	p.mu.Lock()
+	subs := make([]func(Death), 0, len(p.subs))
+	for _, fn := range p.subs {
+		subs = append(subs, fn)
+	}
+	p.mu.Unlock()
+	for _, fn := range subs {
+		go fn(death)
+	}
+}
+
+// backoff is RespawnMinDelay doubled per consecutive failure, capped. w.mu held.
+func (w *Worker) backoff() time.Duration {
+	o := w.pool.opts
+	d := o.RespawnMinDelay
+	for i := 1; i < w.failures && d < o.RespawnMaxDelay; i++ {
+		d *= 2
+	}
+	return min(d, o.RespawnMaxDelay)
+}
+
+func (w *Worker) respawn() {
+	p := w.pool
+	defer p.wg.Done()
+	w.mu.Lock()
+	w.timer = nil
+	w.state = StateStarting
+	w.mu.Unlock()
+	if p.closed.Load() {
+		return
+	}
+	err := w.spawn()
+	if err == nil {
+		w.mu.Lock()
+		w.restarts++
+		w.mu.Unlock()
+		if p.closed.Load() { // Close ran while we were spawning
+			w.close()
+		}
+		return
+	}
+	w.mu.Lock()
+	w.failures++
+	w.lastErr = err
+	w.state = StateDead
+	delay := w.backoff()
+	if !p.closed.Load() {
+		p.wg.Add(1)
+		w.timer = time.AfterFunc(delay, w.respawn)
+	}
+	w.mu.Unlock()
+	p.log.Error("worker respawn failed", zap.Int("index", w.index), zap.Error(err), zap.Duration("retryIn", delay))
+}
+
+// close stops the slot's worker, if any, and waits for its process to exit.
+func (w *Worker) close() {
+	w.mu.Lock()
+	ms, pid := w.ms, w.pid
+	w.state = StateClosed
+	w.ms, w.server = nil, nil
+	w.mu.Unlock()
+	if ms == nil {
+		return
+	}
+	if !terminate(pid) {
+		w.pool.log.Warn("worker ignored SIGTERM and was killed", zap.Int("index", w.index), zap.Int("pid", pid))
+	}
+}
+
+// terminate stops a worker process and waits until it is gone. It reports
+// false if the worker had to be killed.
+//
+// The worker closes itself cleanly on SIGTERM, and mediasoup-go's process
+// waiter then closes the channel, the routers and the Worker object. We do not
+// call mediasoup.Worker.Close: in v2.4.1 it polls cmd.ProcessState while
+// cmd.Wait writes it on another goroutine (a data race -race reports).
+func terminate(pid int) bool {
+	if pid <= 0 {
+		return true
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	if waitExit(pid, 3*time.Second) {
+		return true
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	waitExit(pid, 2*time.Second)
+	return false
+}
+
+// waitExit polls until process pid is gone (and reaped), or timeout.
+func waitExit(pid int, timeout time.Duration) bool {
+	if pid <= 0 {
+		return true
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// mediasoupLogger bridges mediasoup-go's *slog.Logger to zap.
+type mediasoupLogger struct{ base *zap.Logger }
+
+func newMediasoupLogger(l *zap.Logger) *mediasoupLogger { return &mediasoupLogger{base: l} }
+
+func (m *mediasoupLogger) with(index int) *slog.Logger {
+	return slog.New(zapslog.NewHandler(m.base.With(zap.Int("worker", index)).Core(),
+		zapslog.WithName(strings.TrimPrefix(m.base.Name()+".mediasoup", "."))))
+}
