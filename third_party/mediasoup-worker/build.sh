@@ -98,7 +98,7 @@ command -v npm >/dev/null || die "npm is needed to fetch mediasoup@$VERSION from
 log "fetching mediasoup@$VERSION from the npm registry"
 (cd "$work" && npm pack --silent "mediasoup@$VERSION" >/dev/null) || die "npm pack mediasoup@$VERSION failed"
 tgz="$work/mediasoup-$VERSION.tgz"
-got="sha512-$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)"
+got=$(python3 -c 'import base64,hashlib,sys; print("sha512-"+base64.b64encode(hashlib.sha512(open(sys.argv[1],"rb").read()).digest()).decode())' "$tgz")
 [ "$got" = "$INTEGRITY" ] || die "mediasoup-$VERSION.tgz integrity mismatch: got $got"
 tar -xzf "$tgz" -C "$work"
 src="$work/package/worker"
