@@ -4,10 +4,15 @@
 package signaling
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/gorilla/websocket"
+	"github.com/mediasoup-server/mediasoup-server/room"
 	"github.com/mediasoup-server/mediasoup-server/worker"
 	"go.uber.org/zap"
 )
@@ -20,20 +25,80 @@ type Workers interface {
 // Options configure the HTTP handler.
 type Options struct {
 	Workers Workers
+	Rooms   *room.Manager // nil: no WebSocket endpoint
+	Limits  Limits        // per-connection limits; zero fields take DefaultLimits
 	Logger  *zap.Logger
-	Version string // mediasoup worker version, reported by /healthz
+	Version string // mediasoup worker version: /healthz and the mediasoup-version notification
 }
 
-// NewHandler returns the server's HTTP handler.
-func NewHandler(opts Options) http.Handler {
+// Handler is the server's HTTP handler.
+type Handler struct {
+	http.Handler
+	sessions sync.WaitGroup // peer connections not yet fully closed
+}
+
+// Wait blocks until every peer connection has ended and released its peer,
+// or ctx ends. Shut down in this order: stop accepting, close the rooms,
+// Wait here, wait for the rooms (room.Manager.Wait), then close the pool.
+func (h *Handler) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		h.sessions.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// NewHandler returns the server's HTTP handler: the WebSocket room protocol
+// at /?roomId=&peerId=, and /healthz.
+func NewHandler(opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
+	h := &Handler{}
 	mux := http.NewServeMux()
+	h.Handler = mux
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeHealth(w, opts)
 	})
-	return mux
+	var ws http.Handler
+	if opts.Rooms != nil {
+		ws = NewWebSocketHandler(h.acceptPeer(opts), opts.Limits, opts.Logger)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if ws != nil && (r.URL.Query().Has("roomId") || r.URL.Query().Has("peerId") || websocket.IsWebSocketUpgrade(r)) {
+			ws.ServeHTTP(w, r)
+			return
+		}
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "mediasoup-server: connect a protoo client to ws(s)://"+r.Host+"/?roomId=ROOM&peerId=PEER\n")
+	})
+	return h
+}
+
+// acceptPeer admits a connecting peer into its room.
+func (h *Handler) acceptPeer(opts Options) AcceptFunc {
+	log := opts.Logger
+	return func(c *Conn, roomID, peerID string, r *http.Request) (Session, error) {
+		// First frame on the socket, before any response (PROTOCOL.md §1).
+		_ = c.Notify("mediasoup-version", map[string]string{"version": opts.Version})
+		p, err := opts.Rooms.Connect(r.Context(), roomID, peerID, c)
+		if err != nil {
+			return nil, err
+		}
+		h.sessions.Add(1)
+		return &session{conn: c, rooms: opts.Rooms, peer: p, release: h.sessions.Done,
+			log: log.With(zap.String("room", roomID), zap.String("peer", peerID))}, nil
+	}
 }
 
 type healthWorker struct {

@@ -225,7 +225,7 @@ func (p *Pool) Pick() (*Worker, error) {
 	}
 	var best *Worker
 	for _, w := range p.slots {
-		if w.State() != StateAlive {
+		if !w.live() {
 			continue
 		}
 		if best == nil || w.lessLoaded(best) {
@@ -311,6 +311,15 @@ func (w *Worker) Index() int { return w.index }
 // Port is the slot's WebRtcServer port (UDP and TCP).
 func (w *Worker) Port() int { return w.port }
 
+// live reports whether the slot's worker is alive. mediasoup-go marks a dead
+// worker closed, and closes its routers, before our close listener runs:
+// checking it too keeps Pick from choosing a worker in that window.
+func (w *Worker) live() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.state == StateAlive && w.ms != nil && !w.ms.Closed()
+}
+
 // State is the slot's current state.
 func (w *Worker) State() State {
 	w.mu.Lock()
@@ -371,14 +380,24 @@ func (w *Worker) Dump(ctx context.Context) (*mediasoup.WorkerDump, error) {
 // spawn starts a worker process and its WebRtcServer in this slot.
 func (w *Worker) spawn() error {
 	p := w.pool
-	ms, err := mediasoup.NewWorker(p.opts.Bin, func(s *mediasoup.WorkerSettings) {
-		s.LogLevel = mediasoup.WorkerLogLevel(p.opts.LogLevel)
-		s.Logger = p.slog.with(w.index)
-		s.AppData = mediasoup.H{"index": w.index}
-		// Without io_uring the worker uses libuv's send path; our build has
-		// no liburing anyway, and this keeps official binaries alike.
-		s.DisableLiburing = true
-	})
+	var ms *mediasoup.Worker
+	var err error
+	// mediasoup-go gives a new worker one second to report it is running;
+	// on a loaded machine (a busy CI box, -race) that can pass. Try again.
+	for attempt := 1; attempt <= 3; attempt++ {
+		ms, err = mediasoup.NewWorker(p.opts.Bin, func(s *mediasoup.WorkerSettings) {
+			s.LogLevel = mediasoup.WorkerLogLevel(p.opts.LogLevel)
+			s.Logger = p.slog.with(w.index)
+			s.AppData = mediasoup.H{"index": w.index}
+			// Without io_uring the worker uses libuv's send path; our build has
+			// no liburing anyway, and this keeps official binaries alike.
+			s.DisableLiburing = true
+		})
+		if !errors.Is(err, mediasoup.ErrWorkerStartTimeout) {
+			break
+		}
+		p.log.Warn("worker start timed out, retrying", zap.Int("index", w.index), zap.Int("attempt", attempt))
+	}
 	if err != nil {
 		return fmt.Errorf("start %s: %w", p.opts.Bin, err)
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/mediasoup-server/mediasoup-server/config"
+	"github.com/mediasoup-server/mediasoup-server/room"
 	"github.com/mediasoup-server/mediasoup-server/signaling"
 	"github.com/mediasoup-server/mediasoup-server/worker"
 	"go.uber.org/zap"
@@ -79,16 +80,19 @@ func serve(cfg config.Config, log *zap.Logger) error {
 	}
 	defer pool.Close()
 
+	rooms := room.NewManager(pool, room.Options{Logger: log.Named("room")})
+	handler := signaling.NewHandler(signaling.Options{
+		Workers: pool,
+		Rooms:   rooms,
+		Logger:  log.Named("signaling"),
+		Version: worker.Version,
+	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler: signaling.NewHandler(signaling.Options{
-			Workers: pool,
-			Logger:  log.Named("signaling"),
-			Version: worker.Version,
-		}),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
@@ -123,6 +127,15 @@ func serve(cfg config.Config, log *zap.Logger) error {
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Warn("http shutdown", zap.Error(err))
+	}
+	// Peers are told not to reconnect (4000); no worker closes while a
+	// request to it is still in flight (pool.Close runs last, deferred).
+	rooms.CloseAll(room.CloseKicked, "server shutting down")
+	if err := handler.Wait(ctx); err != nil {
+		log.Warn("peer connections still open at exit", zap.Error(err))
+	}
+	if err := rooms.Wait(ctx); err != nil {
+		log.Warn("room work still running at exit", zap.Error(err))
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mediasoup-server/mediasoup-server/client"
 	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
 )
 
@@ -131,8 +133,32 @@ func TestServerServesHealthAndExitsCleanlyOnSIGTERM(t *testing.T) {
 	_, h, _ = getHealth(base)
 	pids[1] = h.Workers[1].Pid
 
+	// A joined peer is closed with 4000 (do not reconnect) on shutdown.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	peer, err := client.Dial(ctx, base, "room", "peer", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	var caps json.RawMessage
+	if err := peer.Request(ctx, "getRouterRtpCapabilities", nil, &caps); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.Request(ctx, "join", client.JoinRequest{DisplayName: "p", RtpCapabilities: caps}, nil); err != nil {
+		t.Fatal(err)
+	}
+
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-peer.Done():
+		if peer.CloseCode() != 4000 {
+			t.Fatalf("peer closed with %d on shutdown, want 4000", peer.CloseCode())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("peer not closed on shutdown")
 	}
 	select {
 	case err := <-s.exited:

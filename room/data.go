@@ -1,0 +1,159 @@
+package room
+
+import (
+	"context"
+
+	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
+	"go.uber.org/zap"
+)
+
+// ProduceDataRequest is the data of produceData.
+type ProduceDataRequest struct {
+	TransportID          string
+	SctpStreamParameters *mediasoup.SctpStreamParameters
+	Label, Protocol      string
+	AppData              mediasoup.H
+}
+
+// ProduceData creates a data producer; After creates its data consumers on
+// every other joined peer whose consuming transport has SCTP.
+func (p *Peer) ProduceData(ctx context.Context, req ProduceDataRequest) (string, After, error) {
+	r := p.room
+	r.mu.Lock()
+	if err := p.requireJoinedLocked(); err != nil {
+		r.mu.Unlock()
+		return "", nil, err
+	}
+	t, err := lookup(r, p, p.transports, "transport", req.TransportID)
+	n := len(p.dataProds)
+	r.mu.Unlock()
+	if err != nil {
+		return "", nil, err
+	}
+	if n >= r.m.opts.MaxDataProducersPerPeer {
+		return "", nil, errorf(ErrLimit, "at most %d data producers per peer", r.m.opts.MaxDataProducersPerPeer)
+	}
+	if req.SctpStreamParameters == nil {
+		return "", nil, errorf(ErrBadRequest, "sctpStreamParameters is required on a WebRTC transport")
+	}
+	appData := mediasoup.H{}
+	for k, v := range req.AppData {
+		appData[k] = v
+	}
+	appData["peerId"] = p.id
+	d, err := t.ProduceDataContext(ctx, &mediasoup.DataProducerOptions{
+		SctpStreamParameters: req.SctpStreamParameters, Label: req.Label, Protocol: req.Protocol, AppData: appData,
+	})
+	if err != nil {
+		return "", nil, workerError("produceData", err)
+	}
+	var targets []*Peer
+	if !p.register(d.Id(), func() {
+		p.dataProds[d.Id()] = d
+		targets = r.joinedPeersLocked(p)
+	}) {
+		_ = d.Close()
+		return "", nil, ErrPeerClosed
+	}
+	id := d.Id()
+	d.OnClose(func(context.Context) {
+		r.mu.Lock()
+		delete(p.dataProds, id)
+		delete(r.owner, id)
+		r.mu.Unlock()
+	})
+	return id, func() {
+		for _, q := range targets {
+			r.m.spawn(func() { q.consumeData(p, d) })
+		}
+	}, nil
+}
+
+// consumeData creates p's data consumer of d and announces it with
+// newDataConsumer; a client that rejects it (or never answers) keeps none.
+func (p *Peer) consumeData(owner *Peer, d *mediasoup.DataProducer) {
+	r := p.room
+	r.mu.Lock()
+	if p.closed || !p.joined || d.Closed() {
+		r.mu.Unlock()
+		return
+	}
+	t := p.consumingTransportLocked()
+	r.mu.Unlock()
+	if t == nil || t.Data().WebRtcTransportData == nil || t.Data().WebRtcTransportData.SctpParameters == nil {
+		return
+	}
+	dc, err := t.ConsumeData(&mediasoup.DataConsumerOptions{
+		DataProducerId: d.Id(), AppData: mediasoup.H{"peerId": p.id, "dataProducerPeerId": owner.id},
+	})
+	if err != nil {
+		p.log.Warn("consumeData failed", zap.String("dataProducer", d.Id()), zap.Error(err))
+		return
+	}
+	if !p.register(dc.Id(), func() { p.dataConsumes[dc.Id()] = dc }) {
+		_ = dc.Close()
+		return
+	}
+	id := dc.Id()
+	dc.OnClose(func(context.Context) {
+		r.mu.Lock()
+		delete(p.dataConsumes, id)
+		delete(r.owner, id)
+		r.mu.Unlock()
+	})
+	dc.OnDataProducerClose(func(context.Context) {
+		p.notify("dataConsumerClosed", mediasoup.H{"dataConsumerId": id})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), r.m.opts.ServerRequestTimeout)
+	defer cancel()
+	_, err = p.conn.Request(ctx, "newDataConsumer", mediasoup.H{
+		"peerId": owner.id, "dataProducerId": d.Id(), "id": id,
+		"sctpStreamParameters": dc.SctpStreamParameters(), "label": dc.Label(), "protocol": dc.Protocol(),
+		"appData": d.AppData(),
+	})
+	if err != nil {
+		p.log.Debug("newDataConsumer not accepted: closing it", zap.String("dataConsumer", id), zap.Error(err))
+		_ = dc.Close()
+	}
+}
+
+// DataProducerStats returns the worker's stats of one of the peer's data producers.
+func (p *Peer) DataProducerStats(ctx context.Context, id string) (any, error) {
+	r := p.room
+	r.mu.Lock()
+	d, err := lookup(r, p, p.dataProds, "dataProducer", id)
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	s, err := d.GetStatsContext(ctx)
+	return s, workerError("getDataProducerStats", err)
+}
+
+// DataConsumerStats returns the worker's stats of one of the peer's data consumers.
+func (p *Peer) DataConsumerStats(ctx context.Context, id string) (any, error) {
+	r := p.room
+	r.mu.Lock()
+	d, err := lookup(r, p, p.dataConsumes, "dataConsumer", id)
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	s, err := d.GetStatsContext(ctx)
+	return s, workerError("getDataConsumerStats", err)
+}
+
+// ChangeDisplayName renames a joined peer and tells the others.
+func (p *Peer) ChangeDisplayName(name string) error {
+	r := p.room
+	r.mu.Lock()
+	if err := p.requireJoinedLocked(); err != nil {
+		r.mu.Unlock()
+		return err
+	}
+	old := p.displayName
+	p.displayName = name
+	r.mu.Unlock()
+	r.broadcast(p, "peerDisplayNameChanged", mediasoup.H{"peerId": p.id, "displayName": name, "oldDisplayName": old})
+	return nil
+}

@@ -1,0 +1,59 @@
+package room
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error is a room failure with the protocol code it maps to. The signaling
+// layer reads the code through ProtocolCode.
+type Error struct {
+	Code int
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// ProtocolCode is the protocol error code of PROTOCOL.md §2.
+func (e *Error) ProtocolCode() int { return e.Code }
+
+// Sentinel errors; wrapped with details by the functions that return them.
+// Compare with errors.Is.
+var (
+	ErrBadRequest    = &Error{400, "bad request"}
+	ErrForbidden     = &Error{403, "not allowed"}
+	ErrNotFound      = &Error{404, "not found"}
+	ErrNotJoined     = &Error{409, "peer has not joined"}
+	ErrAlreadyJoined = &Error{409, "peer already joined"}
+	ErrLimit         = &Error{429, "limit reached"}
+	ErrRoomClosed    = &Error{503, "room closed"}
+	ErrPeerClosed    = &Error{409, "peer closed"}
+)
+
+// wrapped keeps the sentinel's code and adds detail to the message.
+type wrapped struct {
+	sentinel *Error
+	msg      string
+}
+
+func (w *wrapped) Error() string        { return w.msg }
+func (w *wrapped) Unwrap() error        { return w.sentinel }
+func (w *wrapped) ProtocolCode() int    { return w.sentinel.Code }
+func (w *wrapped) Is(target error) bool { return target == w.sentinel }
+
+func errorf(sentinel *Error, format string, args ...any) error {
+	return &wrapped{sentinel: sentinel, msg: fmt.Sprintf(format, args...)}
+}
+
+// workerError marks a failure reported by the mediasoup worker (500, with
+// the worker's message).
+func workerError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var coded interface{ ProtocolCode() int }
+	if errors.As(err, &coded) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

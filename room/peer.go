@@ -1,0 +1,625 @@
+package room
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
+	"go.uber.org/zap"
+)
+
+// Device describes a peer's client (PROTOCOL.md join).
+type Device struct {
+	Flag    string `json:"flag"`
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+}
+
+// PeerInfo is how a peer is presented to the others.
+type PeerInfo struct {
+	ID          string `json:"id"`
+	DisplayName string `json:"displayName"`
+	Device      Device `json:"device"`
+}
+
+// Peer is one connection's presence in a room and everything it owns.
+// Its fields are guarded by the room's mu.
+type Peer struct {
+	room *Room
+	id   string
+	conn PeerConn
+	log  *zap.Logger
+
+	closed      bool
+	joined      bool
+	displayName string
+	device      Device
+	// The client's RTP capabilities as JSON: mediasoup-go's CanConsume and
+	// Consume normalise the capabilities they are given in place, so each
+	// consume decodes its own copy (a shared one is a data race).
+	rtpCaps  []byte
+	sctpCaps *mediasoup.SctpCapabilities
+
+	transports   map[string]*mediasoup.Transport
+	producers    map[string]*mediasoup.Producer
+	consumers    map[string]*mediasoup.Consumer
+	dataProds    map[string]*mediasoup.DataProducer
+	dataConsumes map[string]*mediasoup.DataConsumer
+}
+
+// ID is the peer id.
+func (p *Peer) ID() string { return p.id }
+
+// Room is the peer's room.
+func (p *Peer) Room() *Room { return p.room }
+
+// Counts of what the peer owns, for the admin view and metrics.
+type Counts struct {
+	Transports, Producers, Consumers, DataProducers, DataConsumers int
+}
+
+// Snapshot returns the peer's public info, whether it joined, and counts.
+func (p *Peer) Snapshot() (PeerInfo, bool, Counts) {
+	r := p.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return p.infoLocked(), p.joined, Counts{len(p.transports), len(p.producers), len(p.consumers), len(p.dataProds), len(p.dataConsumes)}
+}
+
+func (p *Peer) infoLocked() PeerInfo {
+	return PeerInfo{ID: p.id, DisplayName: p.displayName, Device: p.device}
+}
+
+func (p *Peer) notify(method string, data any) {
+	if err := p.conn.Notify(method, data); err != nil {
+		p.log.Debug("notify failed", zap.String("method", method), zap.Error(err))
+	}
+}
+
+// After is work to run once the response to the current request is queued
+// (PROTOCOL.md: join answers first, then newConsumer requests follow). It
+// does not block: what waits for a client runs on goroutines it starts.
+type After func()
+
+// RouterRtpCapabilities returns the router's RTP capabilities.
+func (p *Peer) RouterRtpCapabilities() *mediasoup.RtpCapabilities {
+	return p.room.router.RtpCapabilities()
+}
+
+// JoinRequest is the data of join.
+type JoinRequest struct {
+	DisplayName      string
+	Device           Device
+	RtpCapabilities  *mediasoup.RtpCapabilities
+	SctpCapabilities *mediasoup.SctpCapabilities
+}
+
+// Join marks the peer joined and returns the other joined peers. The returned
+// After creates its consumers of the others' producers and announces it.
+func (p *Peer) Join(req JoinRequest) ([]PeerInfo, After, error) {
+	r := p.room
+	r.mu.Lock()
+	if p.closed {
+		r.mu.Unlock()
+		return nil, nil, ErrPeerClosed
+	}
+	if p.joined {
+		r.mu.Unlock()
+		return nil, nil, errorf(ErrAlreadyJoined, "peer %q already joined", p.id)
+	}
+	p.joined = true
+	p.displayName, p.device = req.DisplayName, req.Device
+	p.rtpCaps, p.sctpCaps = nil, req.SctpCapabilities
+	if req.RtpCapabilities != nil {
+		p.rtpCaps, _ = json.Marshal(req.RtpCapabilities)
+	}
+	others := r.joinedPeersLocked(p)
+	infos := make([]PeerInfo, 0, len(others))
+	type prod struct {
+		owner *Peer
+		p     *mediasoup.Producer
+	}
+	type dprod struct {
+		owner *Peer
+		d     *mediasoup.DataProducer
+	}
+	var prods []prod
+	var dprods []dprod
+	for _, o := range others {
+		infos = append(infos, o.infoLocked())
+		for _, pr := range o.producers {
+			prods = append(prods, prod{o, pr})
+		}
+		for _, d := range o.dataProds {
+			dprods = append(dprods, dprod{o, d})
+		}
+	}
+	me := p.infoLocked()
+	r.mu.Unlock()
+	p.log.Info("joined", zap.String("displayName", req.DisplayName), zap.Int("others", len(others)))
+	// Each consume waits for the client's answer to newConsumer, which may
+	// come only after the client's own next requests: never block After.
+	return infos, func() {
+		for _, x := range prods {
+			r.m.spawn(func() { p.consume(x.owner, x.p) })
+		}
+		for _, x := range dprods {
+			r.m.spawn(func() { p.consumeData(x.owner, x.d) })
+		}
+		for _, o := range others {
+			o.notify("newPeer", me)
+		}
+	}, nil
+}
+
+// TransportRequest is the data of createWebRtcTransport.
+type TransportRequest struct {
+	ForceTcp         bool
+	Producing        bool
+	Consuming        bool
+	SctpCapabilities *mediasoup.SctpCapabilities
+	AppData          mediasoup.H
+}
+
+// TransportInfo answers createWebRtcTransport.
+type TransportInfo struct {
+	ID             string                    `json:"id"`
+	IceParameters  mediasoup.IceParameters   `json:"iceParameters"`
+	IceCandidates  []mediasoup.IceCandidate  `json:"iceCandidates"`
+	DtlsParameters mediasoup.DtlsParameters  `json:"dtlsParameters"`
+	SctpParameters *mediasoup.SctpParameters `json:"sctpParameters,omitempty"`
+}
+
+// CreateWebRtcTransport creates a transport on the room's WebRtcServer. SCTP
+// is always enabled (mediasoup-client ≥ 3.21 sends no sctpCapabilities).
+func (p *Peer) CreateWebRtcTransport(ctx context.Context, req TransportRequest) (*TransportInfo, error) {
+	r := p.room
+	o := r.m.opts
+	r.mu.Lock()
+	n, closed := len(p.transports), p.closed
+	r.mu.Unlock()
+	if closed {
+		return nil, ErrPeerClosed
+	}
+	if n >= o.MaxTransportsPerPeer {
+		return nil, errorf(ErrLimit, "at most %d transports per peer", o.MaxTransportsPerPeer)
+	}
+	streams := mediasoup.NumSctpStreams{OS: o.NumSctpStreams, MIS: o.NumSctpStreams}
+	if c := req.SctpCapabilities; c != nil && c.NumStreams.OS > 0 && c.NumStreams.MIS > 0 {
+		streams = c.NumStreams
+	}
+	appData := mediasoup.H{}
+	for k, v := range req.AppData {
+		appData[k] = v
+	}
+	appData["producing"], appData["consuming"], appData["peerId"] = req.Producing, req.Consuming, p.id
+	enableUdp := !req.ForceTcp
+	t, err := r.router.CreateWebRtcTransportContext(ctx, &mediasoup.WebRtcTransportOptions{
+		WebRtcServer:                    r.router.WebRtcServer,
+		EnableUdp:                       &enableUdp,
+		EnableTcp:                       true,
+		PreferUdp:                       true,
+		EnableSctp:                      true,
+		NumSctpStreams:                  &streams,
+		MaxSctpMessageSize:              o.MaxSctpMessageSize,
+		InitialAvailableOutgoingBitrate: o.InitialAvailableOutgoingBitrate,
+		AppData:                         appData,
+	})
+	if err != nil {
+		return nil, workerError("createWebRtcTransport", err)
+	}
+	if err := t.SetMaxIncomingBitrateContext(ctx, o.MaxIncomingBitrate); err != nil {
+		p.log.Warn("setMaxIncomingBitrate", zap.Error(err))
+	}
+	if !p.register(t.Id(), func() { p.transports[t.Id()] = t }) {
+		_ = t.Close()
+		return nil, ErrPeerClosed
+	}
+	p.watchTransport(t, req.Consuming)
+	d := t.Data().WebRtcTransportData
+	return &TransportInfo{
+		ID: t.Id(), IceParameters: d.IceParameters, IceCandidates: d.IceCandidates,
+		DtlsParameters: d.DtlsParameters, SctpParameters: d.SctpParameters,
+	}, nil
+}
+
+// register runs add under the room lock and records ownership of id, unless
+// the peer is closed (then it reports false and the caller closes the object).
+func (p *Peer) register(id string, add func()) bool {
+	r := p.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	add()
+	r.ownLocked(p, id)
+	return true
+}
+
+func (p *Peer) watchTransport(t *mediasoup.Transport, consuming bool) {
+	r := p.room
+	id := t.Id()
+	t.OnClose(func(context.Context) {
+		r.mu.Lock()
+		delete(p.transports, id)
+		delete(r.owner, id)
+		r.mu.Unlock()
+	})
+	var grace *time.Timer
+	t.OnIceStateChange(func(s mediasoup.IceState) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		switch s {
+		case mediasoup.IceStateDisconnected, mediasoup.IceStateClosed:
+			if grace == nil {
+				grace = time.AfterFunc(r.m.opts.IceDisconnectGrace, func() {
+					p.log.Info("ICE disconnected past the grace period: closing the peer", zap.String("transport", id))
+					p.conn.Close(CloseTransportFailed, "ICE disconnected")
+					p.Close()
+				})
+			}
+		default:
+			if grace != nil {
+				grace.Stop()
+				grace = nil
+			}
+		}
+	})
+	t.OnDtlsStateChange(func(s mediasoup.DtlsState) {
+		if s == mediasoup.DtlsStateFailed || s == mediasoup.DtlsStateClosed {
+			p.log.Info("DTLS "+string(s)+": closing the peer", zap.String("transport", id))
+			go func() {
+				p.conn.Close(CloseTransportFailed, "DTLS "+string(s))
+				p.Close()
+			}()
+		}
+	})
+	if consuming {
+		_ = t.EnableTraceEvent([]mediasoup.TransportTraceEventType{mediasoup.TransportTraceEventBWE})
+		t.OnTrace(func(tr *mediasoup.TransportTraceEventData) {
+			if tr.Type != mediasoup.TransportTraceEventBWE || tr.Direction != "out" {
+				return
+			}
+			p.notify("downlinkBwe", mediasoup.H{
+				"desiredBitrate":          tr.Info["desiredBitrate"],
+				"effectiveDesiredBitrate": tr.Info["effectiveDesiredBitrate"],
+				"availableBitrate":        tr.Info["availableBitrate"],
+			})
+		})
+	}
+}
+
+func (p *Peer) transport(id string) (*mediasoup.Transport, error) {
+	r := p.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return lookup(r, p, p.transports, "transport", id)
+}
+
+// ConnectWebRtcTransport gives the transport the client's DTLS parameters.
+func (p *Peer) ConnectWebRtcTransport(ctx context.Context, transportID string, dtls *mediasoup.DtlsParameters) error {
+	t, err := p.transport(transportID)
+	if err != nil {
+		return err
+	}
+	return workerError("connectWebRtcTransport", t.ConnectContext(ctx, &mediasoup.TransportConnectOptions{DtlsParameters: dtls}))
+}
+
+// RestartIce returns new ICE parameters for the transport.
+func (p *Peer) RestartIce(ctx context.Context, transportID string) (*mediasoup.IceParameters, error) {
+	t, err := p.transport(transportID)
+	if err != nil {
+		return nil, err
+	}
+	ice, err := t.RestartIceContext(ctx)
+	return ice, workerError("restartIce", err)
+}
+
+// TransportStats returns the worker's stats of one of the peer's transports.
+func (p *Peer) TransportStats(ctx context.Context, transportID string) (any, error) {
+	t, err := p.transport(transportID)
+	if err != nil {
+		return nil, err
+	}
+	s, err := t.GetStatsContext(ctx)
+	if err != nil {
+		return nil, workerError("getTransportStats", err)
+	}
+	return []any{s}, nil
+}
+
+// requireJoined fails with 409 unless the peer joined. r.mu held.
+func (p *Peer) requireJoinedLocked() error {
+	if p.closed {
+		return ErrPeerClosed
+	}
+	if !p.joined {
+		return errorf(ErrNotJoined, "peer %q has not joined", p.id)
+	}
+	return nil
+}
+
+// ProduceRequest is the data of produce.
+type ProduceRequest struct {
+	TransportID   string
+	Kind          mediasoup.MediaKind
+	RtpParameters *mediasoup.RtpParameters
+	AppData       mediasoup.H
+}
+
+// Produce creates a producer; After creates its consumers on the others.
+func (p *Peer) Produce(ctx context.Context, req ProduceRequest) (string, After, error) {
+	r := p.room
+	r.mu.Lock()
+	if err := p.requireJoinedLocked(); err != nil {
+		r.mu.Unlock()
+		return "", nil, err
+	}
+	t, err := lookup(r, p, p.transports, "transport", req.TransportID)
+	n := len(p.producers)
+	r.mu.Unlock()
+	if err != nil {
+		return "", nil, err
+	}
+	if n >= r.m.opts.MaxProducersPerPeer {
+		return "", nil, errorf(ErrLimit, "at most %d producers per peer", r.m.opts.MaxProducersPerPeer)
+	}
+	appData := mediasoup.H{}
+	for k, v := range req.AppData {
+		appData[k] = v
+	}
+	appData["peerId"] = p.id // the owner, whatever the client claimed
+	pr, err := t.ProduceContext(ctx, &mediasoup.ProducerOptions{
+		Kind: req.Kind, RtpParameters: req.RtpParameters, AppData: appData,
+	})
+	if err != nil {
+		return "", nil, workerError("produce", err)
+	}
+	var targets []*Peer
+	if !p.register(pr.Id(), func() {
+		p.producers[pr.Id()] = pr
+		targets = r.joinedPeersLocked(p) // same lock as the map insert: see Join
+	}) {
+		_ = pr.Close()
+		return "", nil, ErrPeerClosed
+	}
+	pr.OnClose(func(context.Context) {
+		r.mu.Lock()
+		delete(p.producers, pr.Id())
+		delete(r.owner, pr.Id())
+		r.mu.Unlock()
+	})
+	pr.OnScore(func(score []mediasoup.ProducerScore) {
+		p.notify("producerScore", mediasoup.H{"producerId": pr.Id(), "score": score})
+	})
+	if req.Kind == mediasoup.MediaKindAudio {
+		if err := r.audioObserver.AddProducerContext(ctx, pr.Id()); err != nil {
+			p.log.Warn("audio level observer", zap.Error(err))
+		}
+		if err := r.speakerObs.AddProducerContext(ctx, pr.Id()); err != nil {
+			p.log.Warn("active speaker observer", zap.Error(err))
+		}
+	}
+	return pr.Id(), func() {
+		for _, q := range targets {
+			r.m.spawn(func() { q.consume(p, pr) })
+		}
+	}, nil
+}
+
+func (p *Peer) producer(id string) (*mediasoup.Producer, error) {
+	r := p.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := p.requireJoinedLocked(); err != nil {
+		return nil, err
+	}
+	return lookup(r, p, p.producers, "producer", id)
+}
+
+func (p *Peer) consumer(id string) (*mediasoup.Consumer, error) {
+	r := p.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := p.requireJoinedLocked(); err != nil {
+		return nil, err
+	}
+	return lookup(r, p, p.consumers, "consumer", id)
+}
+
+// ProducerOp runs one of closeProducer, pauseProducer, resumeProducer.
+func (p *Peer) ProducerOp(ctx context.Context, op, producerID string) error {
+	pr, err := p.producer(producerID)
+	if err != nil {
+		return err
+	}
+	switch op {
+	case "close":
+		err = pr.CloseContext(ctx)
+	case "pause":
+		err = pr.PauseContext(ctx)
+	case "resume":
+		err = pr.ResumeContext(ctx)
+	default:
+		return errorf(ErrBadRequest, "unknown producer operation %q", op)
+	}
+	return workerError(op+"Producer", err)
+}
+
+// ConsumerOp runs one of pauseConsumer, resumeConsumer, requestConsumerKeyFrame.
+func (p *Peer) ConsumerOp(ctx context.Context, op, consumerID string) error {
+	c, err := p.consumer(consumerID)
+	if err != nil {
+		return err
+	}
+	switch op {
+	case "pause":
+		err = c.PauseContext(ctx)
+	case "resume":
+		err = c.ResumeContext(ctx)
+	case "requestKeyFrame":
+		err = c.RequestKeyFrameContext(ctx)
+	default:
+		return errorf(ErrBadRequest, "unknown consumer operation %q", op)
+	}
+	return workerError(op+"Consumer", err)
+}
+
+// SetConsumerPreferredLayers sets a simulcast/SVC consumer's preferred layers.
+func (p *Peer) SetConsumerPreferredLayers(ctx context.Context, consumerID string, layers mediasoup.ConsumerLayers) error {
+	c, err := p.consumer(consumerID)
+	if err != nil {
+		return err
+	}
+	return workerError("setConsumerPreferredLayers", c.SetPreferredLayersContext(ctx, layers))
+}
+
+// SetConsumerPriority sets a consumer's priority (1–255).
+func (p *Peer) SetConsumerPriority(ctx context.Context, consumerID string, priority uint8) error {
+	c, err := p.consumer(consumerID)
+	if err != nil {
+		return err
+	}
+	return workerError("setConsumerPriority", c.SetPriorityContext(ctx, priority))
+}
+
+// ProducerStats / ConsumerStats return the worker's stats arrays.
+func (p *Peer) ProducerStats(ctx context.Context, id string) (any, error) {
+	pr, err := p.producer(id)
+	if err != nil {
+		return nil, err
+	}
+	s, err := pr.GetStatsContext(ctx)
+	return s, workerError("getProducerStats", err)
+}
+
+// ConsumerStats returns the worker's stats of one of the peer's consumers.
+func (p *Peer) ConsumerStats(ctx context.Context, id string) (any, error) {
+	c, err := p.consumer(id)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.GetStatsContext(ctx)
+	return s, workerError("getConsumerStats", err)
+}
+
+// consume creates p's consumer of producer (owned by owner), paused, and asks
+// the client with newConsumer; it is resumed only once the client accepts.
+func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
+	r := p.room
+	r.mu.Lock()
+	if p.closed || !p.joined || p.rtpCaps == nil || producer.Closed() {
+		r.mu.Unlock()
+		return
+	}
+	capsJSON := p.rtpCaps
+	t := p.consumingTransportLocked()
+	r.mu.Unlock()
+	if t == nil {
+		p.log.Debug("no consuming transport: not consuming", zap.String("producer", producer.Id()))
+		return
+	}
+	caps := new(mediasoup.RtpCapabilities)
+	if err := json.Unmarshal(capsJSON, caps); err != nil || !r.router.CanConsume(producer.Id(), caps) {
+		return
+	}
+	c, err := t.Consume(&mediasoup.ConsumerOptions{
+		ProducerId: producer.Id(), RtpCapabilities: caps, Paused: true,
+		AppData: mediasoup.H{"peerId": p.id, "producerPeerId": owner.id},
+	})
+	if err != nil {
+		p.log.Warn("consume failed", zap.String("producer", producer.Id()), zap.Error(err))
+		return
+	}
+	if !p.register(c.Id(), func() { p.consumers[c.Id()] = c }) {
+		_ = c.Close()
+		return
+	}
+	id := c.Id()
+	c.OnClose(func(context.Context) {
+		r.mu.Lock()
+		delete(p.consumers, id)
+		delete(r.owner, id)
+		r.mu.Unlock()
+	})
+	c.OnProducerClose(func(context.Context) { p.notify("consumerClosed", mediasoup.H{"consumerId": id}) })
+	c.OnProducerPause(func(context.Context) { p.notify("consumerPaused", mediasoup.H{"consumerId": id}) })
+	c.OnProducerResume(func(context.Context) { p.notify("consumerResumed", mediasoup.H{"consumerId": id}) })
+	c.OnScore(func(s mediasoup.ConsumerScore) {
+		p.notify("consumerScore", mediasoup.H{"consumerId": id, "score": s})
+	})
+	c.OnLayersChange(func(l *mediasoup.ConsumerLayers) {
+		data := mediasoup.H{"consumerId": id, "spatialLayer": nil, "temporalLayer": nil}
+		if l != nil {
+			data["spatialLayer"] = l.SpatialLayer
+			if l.TemporalLayer != nil {
+				data["temporalLayer"] = *l.TemporalLayer
+			}
+		}
+		p.notify("consumerLayersChanged", data)
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), r.m.opts.ServerRequestTimeout)
+	defer cancel()
+	_, err = p.conn.Request(ctx, "newConsumer", mediasoup.H{
+		"peerId": owner.id, "producerId": producer.Id(), "id": id, "kind": c.Kind(),
+		"rtpParameters": c.RtpParameters(), "type": c.Type(), "appData": producer.AppData(),
+		"producerPaused": c.ProducerPaused(),
+	})
+	if err != nil {
+		// Rejected or unanswered: no consumer stays behind.
+		p.log.Debug("newConsumer not accepted: closing the consumer", zap.String("consumer", id), zap.Error(err))
+		_ = c.Close()
+		return
+	}
+	if err := c.Resume(); err != nil && !c.Closed() {
+		p.log.Warn("resume consumer", zap.String("consumer", id), zap.Error(err))
+	}
+}
+
+// consumingTransportLocked is the peer's first transport created for consuming.
+func (p *Peer) consumingTransportLocked() *mediasoup.Transport {
+	for _, t := range p.transports {
+		if c, _ := t.AppData()["consuming"].(bool); c {
+			return t
+		}
+	}
+	return nil
+}
+
+// Close frees everything the peer owns and tells the others it left (if it
+// had joined). The last peer out closes the room. Idempotent.
+func (p *Peer) Close() {
+	r := p.room
+	r.mu.Lock()
+	if p.closed {
+		r.mu.Unlock()
+		return
+	}
+	p.closed = true
+	wasJoined := p.joined
+	if r.peers[p.id] == p {
+		delete(r.peers, p.id)
+	}
+	transports := make([]*mediasoup.Transport, 0, len(p.transports))
+	for _, t := range p.transports {
+		transports = append(transports, t)
+	}
+	r.mu.Unlock()
+	if wasJoined {
+		r.broadcast(p, "peerClosed", mediasoup.H{"peerId": p.id})
+	}
+	// Closing the transports closes their producers, consumers and data
+	// objects; consumers of this peer's producers on other peers close with
+	// them and those peers get consumerClosed / dataConsumerClosed.
+	for _, t := range transports {
+		if err := t.Close(); err != nil && !errors.Is(err, mediasoup.ErrRouterClosed) {
+			p.log.Debug("transport close", zap.Error(err))
+		}
+	}
+	p.log.Info("peer left", zap.Bool("joined", wasJoined))
+	r.closeIfEmpty()
+}

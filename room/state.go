@@ -1,0 +1,212 @@
+package room
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
+	"github.com/mediasoup-server/mediasoup-server/worker"
+	"go.uber.org/zap"
+)
+
+// Room is one router with its peers. All maps of the room and of its peers
+// are guarded by mu, which is never held while waiting on a worker or a client.
+type Room struct {
+	m   *Manager
+	id  string
+	log *zap.Logger
+
+	ready   chan struct{} // closed once init finished
+	initErr error
+
+	router        *worker.Router
+	audioObserver *mediasoup.RtpObserver
+	speakerObs    *mediasoup.RtpObserver
+
+	mu     sync.Mutex
+	closed bool
+	peers  map[string]*Peer
+	owner  map[string]string // every live object id → the id of the peer owning it
+}
+
+func newRoom(m *Manager, id string) *Room {
+	return &Room{
+		m: m, id: id, log: m.log.With(zap.String("room", id)),
+		ready: make(chan struct{}),
+		peers: map[string]*Peer{}, owner: map[string]string{},
+	}
+}
+
+// ID is the room id.
+func (r *Room) ID() string { return r.id }
+
+// Router is the room's router (with the worker it lives on).
+func (r *Room) Router() *worker.Router { return r.router }
+
+func (r *Room) init(ctx context.Context) error {
+	router, err := r.m.pool.CreateRouter(ctx, &mediasoup.RouterOptions{
+		MediaCodecs: r.m.opts.MediaCodecs,
+		AppData:     mediasoup.H{"roomId": r.id},
+	})
+	if err != nil {
+		return errorf(ErrRoomClosed, "room %q: no router: %v", r.id, err)
+	}
+	r.router = router
+	obs, err := router.CreateAudioLevelObserver(&mediasoup.AudioLevelObserverOptions{
+		MaxEntries: 1, Threshold: -80, Interval: 800,
+	})
+	if err != nil {
+		router.Close()
+		return workerError("audio level observer", err)
+	}
+	r.audioObserver = obs
+	speaker, err := router.CreateActiveSpeakerObserver(&mediasoup.ActiveSpeakerObserverOptions{})
+	if err != nil {
+		router.Close()
+		return workerError("active speaker observer", err)
+	}
+	r.speakerObs = speaker
+	obs.OnVolume(func(volumes []mediasoup.AudioLevelObserverVolume) {
+		if len(volumes) == 0 || volumes[0].Producer == nil {
+			return
+		}
+		r.broadcast(nil, "activeSpeaker", mediasoup.H{
+			"peerId": volumes[0].Producer.AppData()["peerId"], "volume": volumes[0].Volume,
+		})
+	})
+	obs.OnSilence(func() { r.broadcast(nil, "activeSpeaker", mediasoup.H{"peerId": nil}) })
+	router.OnWorkerClosed(func(context.Context) { go r.workerDied() })
+	r.log.Info("room created", zap.Int("worker", router.Worker.Index()), zap.Int("pid", router.Pid))
+	return nil
+}
+
+// admit adds a peer, replacing one with the same id.
+func (r *Room) admit(peerID string, conn PeerConn) (*Peer, error) {
+	p := &Peer{
+		room: r, id: peerID, conn: conn,
+		log:          r.log.With(zap.String("peer", peerID)),
+		transports:   map[string]*mediasoup.Transport{},
+		producers:    map[string]*mediasoup.Producer{},
+		consumers:    map[string]*mediasoup.Consumer{},
+		dataProds:    map[string]*mediasoup.DataProducer{},
+		dataConsumes: map[string]*mediasoup.DataConsumer{},
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, ErrRoomClosed
+	}
+	old := r.peers[peerID]
+	if old == nil && len(r.peers) >= r.m.opts.MaxPeersPerRoom {
+		r.mu.Unlock()
+		return nil, errorf(ErrLimit, "room %q is full (%d peers)", r.id, r.m.opts.MaxPeersPerRoom)
+	}
+	// The new peer takes the slot before the old one leaves, so the room is
+	// never empty in between and cannot close under the reconnecting peer.
+	r.peers[peerID] = p
+	r.mu.Unlock()
+	if old != nil {
+		old.log.Info("replaced by a new connection")
+		old.conn.Close(CloseKicked, "replaced by a new connection")
+		old.Close()
+	}
+	p.log.Debug("peer connected")
+	return p, nil
+}
+
+// joinedPeers returns the joined peers other than except. r.mu held.
+func (r *Room) joinedPeersLocked(except *Peer) []*Peer {
+	out := make([]*Peer, 0, len(r.peers))
+	for _, q := range r.peers {
+		if q != except && q.joined && !q.closed {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// broadcast notifies every joined peer but except.
+func (r *Room) broadcast(except *Peer, method string, data any) {
+	r.mu.Lock()
+	peers := r.joinedPeersLocked(except)
+	r.mu.Unlock()
+	for _, q := range peers {
+		q.notify(method, data)
+	}
+}
+
+// closeIfEmpty closes the room when no peer is left.
+func (r *Room) closeIfEmpty() {
+	r.mu.Lock()
+	if r.closed || len(r.peers) > 0 {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	r.mu.Unlock()
+	r.m.forget(r)
+	if err := r.router.Close(); err != nil {
+		r.log.Warn("router close", zap.Error(err))
+	}
+	r.log.Info("room closed (last peer left)")
+}
+
+// Close closes the room: every peer's connection is closed with code and its
+// resources freed, then the router.
+func (r *Room) Close(code int, reason string) {
+	r.m.forget(r)
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	peers := make([]*Peer, 0, len(r.peers))
+	for _, p := range r.peers {
+		peers = append(peers, p)
+	}
+	r.mu.Unlock()
+	for _, p := range peers {
+		p.conn.Close(code, reason)
+		p.Close()
+	}
+	_ = r.router.Close()
+	r.log.Info("room closed", zap.String("reason", reason))
+}
+
+// workerDied runs when the router's worker died: the room is gone. Its peers
+// are closed with a code that lets them reconnect into a new room of this id.
+func (r *Room) workerDied() {
+	r.log.Warn("worker died: closing the room's peers so they reconnect", zap.Int("pid", r.router.Pid))
+	r.Close(CloseWorkerDied, "mediasoup worker died")
+}
+
+// Peers returns a snapshot of the room's peers.
+func (r *Room) Peers() []*Peer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Peer, 0, len(r.peers))
+	for _, p := range r.peers {
+		out = append(out, p)
+	}
+	return out
+}
+
+// own records that peer p owns object id. r.mu held.
+func (r *Room) ownLocked(p *Peer, id string) { r.owner[id] = p.id }
+
+// lookup finds id in one of p's maps; an id owned by another peer is 403,
+// an unknown one 404. r.mu held.
+func lookup[T any](r *Room, p *Peer, m map[string]T, kind, id string) (T, error) {
+	if v, ok := m[id]; ok {
+		return v, nil
+	}
+	var zero T
+	if owner, ok := r.owner[id]; ok && owner != p.id {
+		return zero, errorf(ErrForbidden, "%s %q belongs to another peer", kind, id)
+	}
+	return zero, errorf(ErrNotFound, "%s %q not found", kind, id)
+}
+
+func (r *Room) String() string { return fmt.Sprintf("room %q", r.id) }

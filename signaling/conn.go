@@ -1,0 +1,803 @@
+package signaling
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+)
+
+// Subprotocol is the WebSocket subprotocol clients must offer.
+const Subprotocol = "protoo"
+
+// Limits bound what one WebSocket connection may cost. A zero field takes
+// its default (DefaultLimits).
+type Limits struct {
+	// MaxFrameBytes: a larger frame closes the connection (1009). Default 1 MiB.
+	MaxFrameBytes int64
+	// RequestRate is the sustained client requests per second per
+	// connection (default 50); negative means unlimited.
+	RequestRate float64
+	// RequestBurst (default 100): requests beyond the rate and burst get an
+	// error response 429 and are not handled. It also sizes the queue of
+	// requests waiting for the handler (a full queue answers 429 too).
+	RequestBurst int
+	// MaxPendingServerRequests (default 1000): Request beyond it fails
+	// with ErrTooManyPending and sends nothing.
+	MaxPendingServerRequests int
+	// MaxMalformed (default 50) malformed frames close the connection
+	// (1008); negative means never.
+	MaxMalformed int
+	// PingInterval between keep-alive pings. Default 10s.
+	PingInterval time.Duration
+	// PongTimeout (default 30s): no pong nor any frame for this long closes
+	// the connection. It also bounds each frame write.
+	PongTimeout time.Duration
+	// ServerRequestTimeout bounds Request (newConsumer etc.). Default 15s.
+	ServerRequestTimeout time.Duration
+	// SendQueue (default 1024) outgoing frames may wait; a client that does
+	// not read and overflows it is closed (slow consumer).
+	SendQueue int
+	// HandshakeTimeout for writing the HTTP upgrade answer. Default 10s.
+	HandshakeTimeout time.Duration
+	// CheckOrigin decides whether the Origin of an upgrade request is
+	// allowed (403 if not). nil allows any origin.
+	CheckOrigin func(r *http.Request) bool
+}
+
+// DefaultLimits returns the default limits.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxFrameBytes:            1 << 20,
+		RequestRate:              50,
+		RequestBurst:             100,
+		MaxPendingServerRequests: 1000,
+		MaxMalformed:             50,
+		PingInterval:             10 * time.Second,
+		PongTimeout:              30 * time.Second,
+		ServerRequestTimeout:     15 * time.Second,
+		SendQueue:                1024,
+		HandshakeTimeout:         10 * time.Second,
+	}
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.MaxFrameBytes <= 0 {
+		l.MaxFrameBytes = d.MaxFrameBytes
+	}
+	if l.RequestRate == 0 {
+		l.RequestRate = d.RequestRate
+	}
+	if l.RequestBurst <= 0 {
+		l.RequestBurst = d.RequestBurst
+	}
+	if l.MaxPendingServerRequests <= 0 {
+		l.MaxPendingServerRequests = d.MaxPendingServerRequests
+	}
+	if l.MaxMalformed == 0 {
+		l.MaxMalformed = d.MaxMalformed
+	}
+	if l.PingInterval <= 0 {
+		l.PingInterval = d.PingInterval
+	}
+	if l.PongTimeout <= 0 {
+		l.PongTimeout = d.PongTimeout
+	}
+	if l.ServerRequestTimeout <= 0 {
+		l.ServerRequestTimeout = d.ServerRequestTimeout
+	}
+	if l.SendQueue <= 0 {
+		l.SendQueue = d.SendQueue
+	}
+	if l.HandshakeTimeout <= 0 {
+		l.HandshakeTimeout = d.HandshakeTimeout
+	}
+	return l
+}
+
+// Session is what a connection serves requests to (the rooms layer
+// implements it).
+type Session interface {
+	// HandleRequest answers one client request. The result is JSON-encoded
+	// as the response's data (nil → {}; a Deferred adds a follow-up); an error
+	// becomes an error response through ProtocolError, a panic a 500.
+	//
+	// Requests of one connection are handled in order, one at a time, on a
+	// goroutine of their own (not the reading one): the handler may block
+	// (it talks to the mediasoup worker) while pings, answers to server
+	// requests and rate limiting go on. It must not wait for an answer to
+	// a Request on the same connection, though: the client may need an
+	// answer to a later request of its own first (a first consume makes
+	// mediasoup-client send connectWebRtcTransport), so such waits belong
+	// in a goroutine. ctx is cancelled when the connection closes.
+	HandleRequest(ctx context.Context, method string, data json.RawMessage) (any, error)
+	// HandleNotification receives client notifications (protoo allows them;
+	// the protocol uses none). Called in order with the requests.
+	HandleNotification(method string, data json.RawMessage)
+	// Closed is called exactly once when the connection is gone, whatever
+	// the reason, after the last HandleRequest call has returned.
+	Closed()
+}
+
+// Deferred is a HandleRequest result whose After runs once the response is
+// queued, so that anything After sends (notifications, server requests,
+// also from goroutines it starts) goes out after the response: join answers
+// {peers}, then sends newConsumer requests. After runs on the handling
+// goroutine before the next request is handled, and not at all if the
+// connection closed first; it must not block waiting for the client.
+type Deferred struct {
+	Data  any
+	After func()
+}
+
+// AcceptFunc is called for a valid upgrade request, before the upgrade: it
+// returns the Session of this peer, or an error that refuses the upgrade
+// with an HTTP status (an *Error's Code when it is 4xx or 5xx, else 500) and
+// the error's reason as a one-line plain text body. The Conn can be kept and
+// used at once (Notify is queued until the upgrade is done); if the upgrade
+// then fails, the Session's Closed is called.
+type AcceptFunc func(c *Conn, roomID, peerID string, r *http.Request) (Session, error)
+
+// Conn is one WebSocket peer connection speaking protoo. Its methods are
+// safe for concurrent use.
+type Conn struct {
+	roomID, peerID, remoteAddr string
+	limits                     Limits
+	writeWait, closeGrace      time.Duration
+	log                        *zap.Logger
+
+	ws      *websocket.Conn // set before the goroutines start
+	wsp     atomic.Pointer[websocket.Conn]
+	session Session
+
+	send     chan []byte  // outgoing frames, in order
+	requests chan Message // client requests and notifications, in order
+
+	closeOnce   sync.Once
+	closing     chan struct{} // closed when the close starts
+	closeCode   int           // close frame to send (0: none); set before closing is closed
+	closeReason string
+	closeFlush  bool // send what is queued before the close frame
+
+	readerDone     chan struct{}
+	dispatcherDone chan struct{}
+	done           chan struct{} // closed after Session.Closed returned
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	pending map[uint64]chan Message
+	nextID  uint64
+
+	limiter   *rate.Limiter
+	malformed int // reader goroutine only
+}
+
+// RoomID returns the roomId of the connection URL.
+func (c *Conn) RoomID() string { return c.roomID }
+
+// PeerID returns the peerId of the connection URL.
+func (c *Conn) PeerID() string { return c.peerID }
+
+// RemoteAddr returns the client's address (http.Request.RemoteAddr).
+func (c *Conn) RemoteAddr() string { return c.remoteAddr }
+
+// Done is closed once the connection is gone and Session.Closed has
+// returned.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Notify queues a notification; it never blocks. It fails when the
+// connection is closed, when data does not encode, and when the send queue
+// is full (the connection is then closed as a slow consumer).
+func (c *Conn) Notify(method string, data any) error {
+	select {
+	case <-c.closing:
+		return ErrConnClosed
+	default:
+	}
+	frame, err := EncodeNotification(method, data)
+	if err != nil {
+		return fmt.Errorf("signaling: notification %s: %w", method, err)
+	}
+	return c.enqueue(frame)
+}
+
+// Request sends a server request and waits for the client's answer, ctx,
+// Limits.ServerRequestTimeout (ErrRequestTimeout) or the connection's close
+// (ErrConnClosed). An ok:false answer is a *RemoteError.
+func (c *Conn) Request(ctx context.Context, method string, data any) (json.RawMessage, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	c.mu.Lock()
+	if c.pending == nil {
+		c.mu.Unlock()
+		return nil, ErrConnClosed
+	}
+	if len(c.pending) >= c.limits.MaxPendingServerRequests {
+		c.mu.Unlock()
+		return nil, ErrTooManyPending
+	}
+	for {
+		c.nextID++
+		if c.nextID > MaxID {
+			c.nextID = 1
+		}
+		if _, used := c.pending[c.nextID]; !used {
+			break
+		}
+	}
+	id := c.nextID
+	ch := make(chan Message, 1)
+	c.pending[id] = ch
+	c.mu.Unlock()
+	defer c.forget(id)
+
+	frame, err := EncodeRequest(id, method, data)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: request %s: %w", method, err)
+	}
+	if err := c.enqueue(frame); err != nil {
+		return nil, err
+	}
+	timer := time.NewTimer(c.limits.ServerRequestTimeout)
+	defer timer.Stop()
+	select {
+	case m := <-ch:
+		if !m.OK {
+			return nil, &RemoteError{Code: m.ErrorCode, Reason: m.ErrorReason}
+		}
+		return m.Data, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-timer.C:
+		return nil, fmt.Errorf("%w: %s after %v", ErrRequestTimeout, method, c.limits.ServerRequestTimeout)
+	case <-c.closing:
+		return nil, ErrConnClosed
+	}
+}
+
+func (c *Conn) forget(id uint64) {
+	c.mu.Lock()
+	delete(c.pending, id)
+	c.mu.Unlock()
+}
+
+// Close closes the connection from the server side with a WebSocket close
+// code (4000: protoo-client will not reconnect) after sending what is
+// already queued. It does not wait (see Done) and is idempotent.
+func (c *Conn) Close(code int, reason string) {
+	c.shutdown(validCloseCode(code), truncateUTF8(reason, 123), true)
+}
+
+// shutdown starts the close, once: code 0 sends no close frame.
+func (c *Conn) shutdown(code int, reason string, flush bool) {
+	c.closeOnce.Do(func() {
+		c.closeCode, c.closeReason, c.closeFlush = code, reason, flush
+		close(c.closing)
+		c.cancel()
+	})
+}
+
+func (c *Conn) enqueue(frame []byte) error {
+	select {
+	case <-c.closing:
+		return ErrConnClosed
+	default:
+	}
+	select {
+	case c.send <- frame:
+		return nil
+	default:
+	}
+	c.log.Warn("send queue full, closing slow consumer", zap.Int("queue", c.limits.SendQueue))
+	c.shutdown(websocket.ClosePolicyViolation, "slow consumer", false)
+	if ws := c.wsp.Load(); ws != nil {
+		_ = ws.NetConn().Close() // unblock the writer now
+	}
+	return ErrConnClosed
+}
+
+// ---- HTTP ----
+
+type wsHandler struct {
+	accept   AcceptFunc
+	limits   Limits
+	log      *zap.Logger
+	upgrader websocket.Upgrader
+}
+
+// NewWebSocketHandler returns the handler of the protoo WebSocket endpoint
+// (PROTOCOL.md §1): query parameters roomId and peerId (1–128 printable,
+// non-space characters; 400 otherwise), subprotocol protoo (403 otherwise),
+// then accept, then the upgrade.
+func NewWebSocketHandler(accept AcceptFunc, limits Limits, log *zap.Logger) http.Handler {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	limits = limits.withDefaults()
+	checkOrigin := limits.CheckOrigin
+	if checkOrigin == nil {
+		checkOrigin = func(*http.Request) bool { return true }
+	}
+	return &wsHandler{
+		accept: accept,
+		limits: limits,
+		log:    log,
+		upgrader: websocket.Upgrader{
+			HandshakeTimeout:  limits.HandshakeTimeout,
+			ReadBufferSize:    4096,
+			WriteBufferSize:   4096,
+			Subprotocols:      []string{Subprotocol},
+			CheckOrigin:       checkOrigin,
+			EnableCompression: false,
+			Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+				httpError(w, status, reason.Error())
+			},
+		},
+	}
+}
+
+const maxQueryIDLen = 128
+
+func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	roomID, reason := queryID(q, "roomId")
+	var peerID string
+	if reason == "" {
+		peerID, reason = queryID(q, "peerId")
+	}
+	if reason != "" {
+		httpError(w, http.StatusBadRequest, reason)
+		return
+	}
+	if !slices.Contains(websocket.Subprotocols(r), Subprotocol) {
+		httpError(w, http.StatusForbidden, "protoo subprotocol required")
+		return
+	}
+	if status, reason := h.preflight(r); status != 0 {
+		httpError(w, status, reason)
+		return
+	}
+
+	c := h.newConn(roomID, peerID, r.RemoteAddr)
+	session, err := h.callAccept(c, r)
+	if err != nil {
+		status, reason := ProtocolError(err)
+		if status < 400 || status > 599 {
+			status = http.StatusInternalServerError
+		}
+		c.log.Debug("connection refused", zap.Int("status", status), zap.String("reason", reason))
+		httpError(w, status, reason)
+		c.shutdown(0, "", false)
+		c.mu.Lock()
+		c.pending = nil
+		c.mu.Unlock()
+		close(c.done)
+		return
+	}
+	c.session = session
+
+	ws, err := h.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		c.log.Debug("upgrade failed", zap.Error(err))
+		c.shutdown(0, "", false)
+		c.finish()
+		return
+	}
+	c.ws = ws
+	c.wsp.Store(ws)
+	c.log.Debug("connected")
+	go c.writeLoop()
+	go c.dispatchLoop()
+	c.readLoop()
+}
+
+func (h *wsHandler) callAccept(c *Conn, r *http.Request) (s Session, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("accept panicked", zap.Any("panic", p), zap.Stack("stack"))
+			s, err = nil, Errorf(http.StatusInternalServerError, "internal error")
+		}
+	}()
+	s, err = h.accept(c, c.roomID, c.peerID, r)
+	if err == nil && s == nil {
+		err = Errorf(http.StatusInternalServerError, "no session")
+	}
+	return s, err
+}
+
+// preflight runs the checks of the WebSocket handshake that the upgrader
+// would do, so that accept is only called for an upgrade that can succeed.
+func (h *wsHandler) preflight(r *http.Request) (int, string) {
+	if r.Method != http.MethodGet {
+		return http.StatusMethodNotAllowed, "method not allowed"
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		return http.StatusBadRequest, "not a websocket handshake"
+	}
+	if !headerHasToken(r.Header, "Sec-Websocket-Version", "13") {
+		return http.StatusBadRequest, "unsupported websocket version"
+	}
+	if key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-Websocket-Key")); err != nil || len(key) != 16 {
+		return http.StatusBadRequest, "bad Sec-WebSocket-Key"
+	}
+	if !h.upgrader.CheckOrigin(r) {
+		return http.StatusForbidden, "origin not allowed"
+	}
+	return 0, ""
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// queryID returns the single value of an id query parameter, or the reason
+// it is missing or bad.
+func queryID(q url.Values, name string) (string, string) {
+	vs := q[name]
+	if len(vs) == 0 || vs[0] == "" {
+		return "", "missing " + name
+	}
+	if len(vs) > 1 || !validID(vs[0]) {
+		return "", "bad " + name
+	}
+	return vs[0], ""
+}
+
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > maxQueryIDLen || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r == ' ' || !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// httpError answers a plain text, one-line reason.
+func httpError(w http.ResponseWriter, status int, reason string) {
+	reason = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, truncateUTF8(reason, 200))
+	w.Header().Set("Cache-Control", "no-store")
+	http.Error(w, reason, status)
+}
+
+func (h *wsHandler) newConn(roomID, peerID, remoteAddr string) *Conn {
+	l := h.limits
+	ctx, cancel := context.WithCancel(context.Background())
+	rl := rate.Limit(l.RequestRate)
+	if l.RequestRate < 0 {
+		rl = rate.Inf
+	}
+	c := &Conn{
+		roomID:         roomID,
+		peerID:         peerID,
+		remoteAddr:     remoteAddr,
+		limits:         l,
+		writeWait:      l.PongTimeout,
+		closeGrace:     min(l.PongTimeout, 2*time.Second),
+		log:            h.log.With(zap.String("room", roomID), zap.String("peer", peerID), zap.String("remote", remoteAddr)),
+		send:           make(chan []byte, l.SendQueue),
+		requests:       make(chan Message, l.RequestBurst),
+		closing:        make(chan struct{}),
+		readerDone:     make(chan struct{}),
+		dispatcherDone: make(chan struct{}),
+		done:           make(chan struct{}),
+		ctx:            ctx,
+		cancel:         cancel,
+		pending:        make(map[uint64]chan Message),
+		limiter:        rate.NewLimiter(rl, l.RequestBurst),
+	}
+	return c
+}
+
+// ---- the connection's goroutines ----
+
+// readLoop reads frames until the connection fails (it runs on the HTTP
+// handler's goroutine).
+func (c *Conn) readLoop() {
+	defer close(c.readerDone)
+	ws := c.ws
+	ws.SetReadLimit(c.limits.MaxFrameBytes)
+	extend := func() { _ = ws.SetReadDeadline(time.Now().Add(c.limits.PongTimeout)) }
+	extend()
+	ws.SetPongHandler(func(string) error { extend(); return nil })
+	ws.SetPingHandler(func(data string) error {
+		extend()
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(c.writeWait))
+		var ne net.Error
+		if err == nil || errors.Is(err, websocket.ErrCloseSent) || errors.As(err, &ne) {
+			return nil // a broken connection shows on the next read
+		}
+		return err
+	})
+	for {
+		mt, b, err := ws.ReadMessage()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		select {
+		case <-c.closing:
+			continue // only waiting for the client's close frame now
+		default:
+		}
+		extend()
+		if mt != websocket.TextMessage {
+			c.badFrame("binary frame", b)
+			continue
+		}
+		m, err := ParseMessage(b)
+		if err != nil {
+			c.badFrame(err.Error(), b)
+			continue
+		}
+		switch m.Kind {
+		case KindRequest:
+			if !c.limiter.Allow() {
+				c.log.Debug("request rate limited", zap.String("method", m.Method))
+				_ = c.enqueue(EncodeResponseError(m.ID, http.StatusTooManyRequests, "rate limited"))
+				continue
+			}
+			select {
+			case c.requests <- m:
+			default:
+				c.log.Debug("request queue full", zap.String("method", m.Method))
+				_ = c.enqueue(EncodeResponseError(m.ID, http.StatusTooManyRequests, "too many pending requests"))
+			}
+		case KindNotification:
+			if !c.limiter.Allow() {
+				c.log.Debug("notification rate limited, dropped", zap.String("method", m.Method))
+				continue
+			}
+			select {
+			case c.requests <- m:
+			default:
+				c.log.Debug("request queue full, notification dropped", zap.String("method", m.Method))
+			}
+		case KindResponse:
+			c.mu.Lock()
+			ch := c.pending[m.ID]
+			delete(c.pending, m.ID)
+			c.mu.Unlock()
+			if ch == nil {
+				c.log.Debug("response to no pending request", zap.Uint64("id", m.ID))
+				continue
+			}
+			ch <- m // buffered, only sender
+		}
+	}
+}
+
+func (c *Conn) readFailed(err error) {
+	var ce *websocket.CloseError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce):
+		// The client closed; gorilla answered its close frame.
+		c.log.Debug("client closed", zap.Int("code", ce.Code), zap.String("reason", ce.Text))
+		c.shutdown(0, "", false)
+	case errors.Is(err, websocket.ErrReadLimit):
+		// gorilla sent the close frame (1009).
+		c.log.Info("frame too large, closing", zap.Int64("limit", c.limits.MaxFrameBytes))
+		c.shutdown(0, "", false)
+	case errors.As(err, &ne) && ne.Timeout():
+		select {
+		case <-c.closing:
+		default:
+			c.log.Info("no pong, closing", zap.Duration("timeout", c.limits.PongTimeout))
+		}
+		c.shutdown(websocket.CloseGoingAway, "ping timeout", false)
+	default:
+		c.log.Debug("read failed", zap.Error(err))
+		c.shutdown(0, "", false)
+	}
+}
+
+// badFrame counts a malformed frame: no answer (there is no id to answer),
+// logged on the first three and then on every power of two.
+func (c *Conn) badFrame(why string, b []byte) {
+	c.malformed++
+	n := c.malformed
+	if n <= 3 || n&(n-1) == 0 {
+		c.log.Info("malformed frame", zap.String("why", why), zap.Int("count", n),
+			zap.ByteString("frame", b[:min(len(b), 64)]))
+	}
+	if limit := c.limits.MaxMalformed; limit > 0 && n >= limit {
+		c.log.Info("too many malformed frames, closing", zap.Int("count", n))
+		c.shutdown(websocket.ClosePolicyViolation, "too many malformed messages", false)
+	}
+}
+
+// dispatchLoop hands the client's requests and notifications to the
+// Session, one at a time, in order.
+func (c *Conn) dispatchLoop() {
+	defer close(c.dispatcherDone)
+	for {
+		select {
+		case <-c.closing:
+			return
+		case m := <-c.requests:
+			select {
+			case <-c.closing:
+				return
+			default:
+			}
+			if m.Kind == KindNotification {
+				c.log.Debug("client notification", zap.String("method", m.Method))
+				c.protect("HandleNotification", func() { c.session.HandleNotification(m.Method, m.Data) })
+				continue
+			}
+			c.handleRequest(m)
+		}
+	}
+}
+
+func (c *Conn) handleRequest(m Message) {
+	var res any
+	var err error
+	if !c.protect("HandleRequest", func() { res, err = c.session.HandleRequest(c.ctx, m.Method, m.Data) }) {
+		res, err = nil, Errorf(http.StatusInternalServerError, "internal error")
+	}
+	var frame []byte
+	var after func()
+	if err == nil {
+		switch r := res.(type) {
+		case Deferred:
+			res, after = r.Data, r.After
+		case *Deferred:
+			res = nil
+			if r != nil {
+				res, after = r.Data, r.After
+			}
+		}
+		if frame, err = EncodeResponseOK(m.ID, res); err != nil {
+			c.log.Error("cannot encode response", zap.String("method", m.Method), zap.Error(err))
+			err, after = Errorf(http.StatusInternalServerError, "cannot encode response"), nil
+		}
+	}
+	if err != nil {
+		code, reason := ProtocolError(err)
+		frame = EncodeResponseError(m.ID, code, reason)
+	}
+	if c.enqueue(frame) == nil && after != nil {
+		c.protect("Deferred.After", after)
+	}
+}
+
+// protect runs f, turning a panic into a logged error; false if f panicked.
+func (c *Conn) protect(what string, f func()) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error(what+" panicked", zap.Any("panic", p), zap.Stack("stack"))
+			ok = false
+		}
+	}()
+	f()
+	return true
+}
+
+// writeLoop writes the queued frames and the pings, then closes.
+func (c *Conn) writeLoop() {
+	ws := c.ws
+	ping := time.NewTicker(c.limits.PingInterval)
+	defer ping.Stop()
+loop:
+	for {
+		select {
+		case f := <-c.send:
+			_ = ws.SetWriteDeadline(time.Now().Add(c.writeWait))
+			if err := ws.WriteMessage(websocket.TextMessage, f); err != nil {
+				c.log.Debug("write failed", zap.Error(err))
+				c.shutdown(0, "", false)
+				break loop
+			}
+		case <-ping.C:
+			if err := ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.writeWait)); err != nil {
+				c.log.Debug("ping failed", zap.Error(err))
+				c.shutdown(0, "", false)
+				break loop
+			}
+		case <-c.closing:
+			break loop
+		}
+	}
+	<-c.closing
+	deadline := time.Now().Add(c.closeGrace)
+	if c.closeFlush {
+		_ = ws.SetWriteDeadline(deadline)
+	flush:
+		for {
+			select {
+			case f := <-c.send:
+				if ws.WriteMessage(websocket.TextMessage, f) != nil {
+					break flush
+				}
+			default:
+				break flush
+			}
+		}
+	}
+	if c.closeCode != 0 {
+		if ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeReason), deadline) == nil {
+			// Give the client the time to answer the close frame.
+			t := time.NewTimer(time.Until(deadline.Add(c.closeGrace)))
+			select {
+			case <-c.readerDone:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	_ = ws.Close()
+	<-c.readerDone
+	c.finish()
+}
+
+// finish runs once both the reader and the writer are gone: it waits for
+// the handler, fails what is pending and tells the Session.
+func (c *Conn) finish() {
+	if c.ws != nil {
+		<-c.dispatcherDone
+	}
+	c.mu.Lock()
+	c.pending = nil // pending Requests already returned on closing
+	c.mu.Unlock()
+	if c.malformed > 0 {
+		c.log.Info("closed", zap.Int("malformed", c.malformed))
+	} else {
+		c.log.Debug("closed")
+	}
+	c.protect("Closed", c.session.Closed)
+	close(c.done)
+}
+
+func validCloseCode(code int) int {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014, code >= 3000 && code <= 4999:
+		return code
+	}
+	return websocket.CloseNormalClosure
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
