@@ -72,6 +72,9 @@ func (p *Peer) ProduceData(ctx context.Context, req ProduceDataRequest) (string,
 // consumeData creates p's data consumer of d and announces it with
 // newDataConsumer; a client that rejects it (or never answers) keeps none.
 func (p *Peer) consumeData(owner *Peer, d *mediasoup.DataProducer) {
+	if p.IsBroadcaster() {
+		return // broadcasters consume explicitly
+	}
 	r := p.room
 	r.mu.Lock()
 	if p.closed || !p.joined || d.Closed() {

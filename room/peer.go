@@ -509,6 +509,9 @@ func (p *Peer) ConsumerStats(ctx context.Context, id string) (any, error) {
 // consume creates p's consumer of producer (owned by owner), paused, and asks
 // the client with newConsumer; it is resumed only once the client accepts.
 func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
+	if p.IsBroadcaster() {
+		return // broadcasters consume explicitly
+	}
 	r := p.room
 	r.mu.Lock()
 	if p.closed || !p.joined || p.rtpCaps == nil || producer.Closed() {

@@ -57,6 +57,11 @@ type Options struct {
 	MaxProducersPerPeer     int // 32
 	MaxDataProducersPerPeer int // 32
 
+	// Where broadcasters' plain RTP transports listen (default 127.0.0.1)
+	// and the address they announce (default none).
+	PlainListenIP         string
+	PlainAnnouncedAddress string
+
 	// A transport whose ICE stays disconnected this long frees its peer.
 	IceDisconnectGrace time.Duration // 30s
 	// How long a client may take to answer newConsumer / newDataConsumer.
@@ -77,6 +82,7 @@ func (o *Options) defaults() {
 	setDefault(&o.MaxTransportsPerPeer, 4)
 	setDefault(&o.MaxProducersPerPeer, 32)
 	setDefault(&o.MaxDataProducersPerPeer, 32)
+	setDefault(&o.PlainListenIP, "127.0.0.1")
 	setDefault(&o.IceDisconnectGrace, 30*time.Second)
 	setDefault(&o.ServerRequestTimeout, 15*time.Second)
 	if o.Logger == nil {

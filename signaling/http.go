@@ -68,6 +68,7 @@ func NewHandler(opts Options) *Handler {
 	})
 	var ws http.Handler
 	if opts.Rooms != nil {
+		mountBroadcasters(mux, opts)
 		ws = NewWebSocketHandler(h.acceptPeer(opts), opts.Limits, opts.Logger)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -149,3 +150,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }
+

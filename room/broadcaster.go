@@ -1,0 +1,268 @@
+package room
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+
+	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
+)
+
+// Broadcasters are peers driven over HTTP (ffmpeg, GStreamer, recorders):
+// they join, create plain RTP or WebRTC transports, produce, and consume
+// explicitly. They never get newConsumer requests: a BroadcasterConn refuses
+// every server request, so the rooms create no automatic consumers for them.
+
+// ErrBroadcaster is what a broadcaster's connection answers to server requests.
+var ErrBroadcaster = errors.New("broadcasters consume explicitly over HTTP")
+
+// BroadcasterConn is the PeerConn of a broadcaster: notifications are
+// dropped, requests refused, Close remembered.
+type BroadcasterConn struct {
+	mu     sync.Mutex
+	closed bool
+}
+
+// Notify drops the notification: a broadcaster has no socket.
+func (*BroadcasterConn) Notify(string, any) error { return nil }
+
+// Request refuses: broadcasters consume explicitly.
+func (*BroadcasterConn) Request(context.Context, string, any) (json.RawMessage, error) {
+	return nil, ErrBroadcaster
+}
+
+// Close marks the connection closed.
+func (c *BroadcasterConn) Close(int, string) {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+}
+
+// Closed reports whether the room closed this broadcaster.
+func (c *BroadcasterConn) Closed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// IsBroadcaster reports whether p is driven over HTTP (its conn is a
+// BroadcasterConn) rather than a WebSocket.
+func (p *Peer) IsBroadcaster() bool {
+	_, ok := p.conn.(*BroadcasterConn)
+	return ok
+}
+
+// PlainTransportRequest creates a plain RTP transport (broadcasters).
+type PlainTransportRequest struct {
+	Comedia bool // detect the remote address from the first packet
+	RtcpMux bool // RTP and RTCP on one port
+	// SCTP over the plain transport (for data).
+	EnableSctp bool
+	AppData    mediasoup.H
+}
+
+// PlainTransportInfo answers a plain transport creation.
+type PlainTransportInfo struct {
+	ID             string                    `json:"id"`
+	IP             string                    `json:"ip"`
+	Port           uint16                    `json:"port"`
+	RtcpPort       uint16                    `json:"rtcpPort,omitempty"`
+	SctpParameters *mediasoup.SctpParameters `json:"sctpParameters,omitempty"`
+}
+
+// CreatePlainTransport creates a plain RTP transport on the room's worker,
+// listening on the pool's listen IP (announcing its announced address).
+func (p *Peer) CreatePlainTransport(ctx context.Context, req PlainTransportRequest) (*PlainTransportInfo, error) {
+	r := p.room
+	o := r.m.opts
+	r.mu.Lock()
+	n, closed := len(p.transports), p.closed
+	r.mu.Unlock()
+	if closed {
+		return nil, ErrPeerClosed
+	}
+	if n >= o.MaxTransportsPerPeer {
+		return nil, errorf(ErrLimit, "at most %d transports per peer", o.MaxTransportsPerPeer)
+	}
+	appData := mediasoup.H{}
+	for k, v := range req.AppData {
+		appData[k] = v
+	}
+	appData["peerId"] = p.id
+	rtcpMux := req.RtcpMux
+	t, err := r.router.CreatePlainTransportContext(ctx, &mediasoup.PlainTransportOptions{
+		ListenInfo: mediasoup.TransportListenInfo{
+			Protocol: mediasoup.TransportProtocolUDP, Ip: o.PlainListenIP, AnnouncedAddress: o.PlainAnnouncedAddress,
+		},
+		RtcpMux:            &rtcpMux,
+		Comedia:            req.Comedia,
+		EnableSctp:         req.EnableSctp,
+		MaxSctpMessageSize: o.MaxSctpMessageSize,
+		AppData:            appData,
+	})
+	if err != nil {
+		return nil, workerError("createPlainTransport", err)
+	}
+	if !p.register(t.Id(), func() { p.transports[t.Id()] = t }) {
+		_ = t.Close()
+		return nil, ErrPeerClosed
+	}
+	t.OnClose(func(context.Context) {
+		r.mu.Lock()
+		delete(p.transports, t.Id())
+		delete(r.owner, t.Id())
+		r.mu.Unlock()
+	})
+	d := t.Data().PlainTransportData
+	info := &PlainTransportInfo{ID: t.Id(), IP: d.Tuple.LocalAddress, Port: d.Tuple.LocalPort, SctpParameters: d.SctpParameters}
+	if d.RtcpTuple != nil {
+		info.RtcpPort = d.RtcpTuple.LocalPort
+	}
+	return info, nil
+}
+
+// ConnectPlainTransport gives a plain transport the remote address (when
+// it was not created with comedia).
+func (p *Peer) ConnectPlainTransport(ctx context.Context, transportID, ip string, port, rtcpPort uint16) error {
+	t, err := p.transport(transportID)
+	if err != nil {
+		return err
+	}
+	opts := &mediasoup.TransportConnectOptions{Ip: ip, Port: &port}
+	if rtcpPort != 0 {
+		opts.RtcpPort = &rtcpPort
+	}
+	return workerError("connectPlainTransport", t.ConnectContext(ctx, opts))
+}
+
+// ConsumerInfo answers an explicit consume.
+type ConsumerInfo struct {
+	ID            string                   `json:"id"`
+	ProducerID    string                   `json:"producerId"`
+	Kind          mediasoup.MediaKind      `json:"kind"`
+	RtpParameters *mediasoup.RtpParameters `json:"rtpParameters"`
+	Type          mediasoup.ConsumerType   `json:"type"`
+}
+
+// Consume creates a consumer of producerID (any joined peer's producer in
+// the room) on one of p's transports, for broadcasters. It needs the RTP
+// capabilities given at join.
+func (p *Peer) Consume(ctx context.Context, transportID, producerID string) (*ConsumerInfo, error) {
+	r := p.room
+	r.mu.Lock()
+	if err := p.requireJoinedLocked(); err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
+	t, err := lookup(r, p, p.transports, "transport", transportID)
+	capsJSON := p.rtpCaps
+	owner := r.producerOwnerLocked(producerID)
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if owner == nil {
+		return nil, errorf(ErrNotFound, "producer %q not found", producerID)
+	}
+	if capsJSON == nil {
+		return nil, errorf(ErrBadRequest, "rtpCapabilities were not given at join")
+	}
+	caps := new(mediasoup.RtpCapabilities)
+	if err := json.Unmarshal(capsJSON, caps); err != nil || !r.router.CanConsume(producerID, caps) {
+		return nil, errorf(ErrBadRequest, "cannot consume producer %q with the given rtpCapabilities", producerID)
+	}
+	c, err := t.ConsumeContext(ctx, &mediasoup.ConsumerOptions{
+		ProducerId: producerID, RtpCapabilities: caps,
+		AppData: mediasoup.H{"peerId": p.id, "producerPeerId": owner.id},
+	})
+	if err != nil {
+		return nil, workerError("consume", err)
+	}
+	if !p.register(c.Id(), func() { p.consumers[c.Id()] = c }) {
+		_ = c.Close()
+		return nil, ErrPeerClosed
+	}
+	c.OnClose(func(context.Context) {
+		r.mu.Lock()
+		delete(p.consumers, c.Id())
+		delete(r.owner, c.Id())
+		r.mu.Unlock()
+	})
+	return &ConsumerInfo{ID: c.Id(), ProducerID: producerID, Kind: c.Kind(), RtpParameters: c.RtpParameters(), Type: c.Type()}, nil
+}
+
+// DataConsumerInfo answers an explicit data consume.
+type DataConsumerInfo struct {
+	ID                   string                          `json:"id"`
+	DataProducerID       string                          `json:"dataProducerId"`
+	SctpStreamParameters *mediasoup.SctpStreamParameters `json:"sctpStreamParameters,omitempty"`
+	Label                string                          `json:"label"`
+	Protocol             string                          `json:"protocol"`
+}
+
+// ConsumeData creates a data consumer of dataProducerID on one of p's
+// transports, for broadcasters.
+func (p *Peer) ConsumeData(ctx context.Context, transportID, dataProducerID string) (*DataConsumerInfo, error) {
+	r := p.room
+	r.mu.Lock()
+	if err := p.requireJoinedLocked(); err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
+	t, err := lookup(r, p, p.transports, "transport", transportID)
+	found := r.dataProducerOwnerLocked(dataProducerID) != nil
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, errorf(ErrNotFound, "dataProducer %q not found", dataProducerID)
+	}
+	dc, err := t.ConsumeDataContext(ctx, &mediasoup.DataConsumerOptions{
+		DataProducerId: dataProducerID, AppData: mediasoup.H{"peerId": p.id},
+	})
+	if err != nil {
+		return nil, workerError("consumeData", err)
+	}
+	if !p.register(dc.Id(), func() { p.dataConsumes[dc.Id()] = dc }) {
+		_ = dc.Close()
+		return nil, ErrPeerClosed
+	}
+	dc.OnClose(func(context.Context) {
+		r.mu.Lock()
+		delete(p.dataConsumes, dc.Id())
+		delete(r.owner, dc.Id())
+		r.mu.Unlock()
+	})
+	return &DataConsumerInfo{ID: dc.Id(), DataProducerID: dataProducerID,
+		SctpStreamParameters: dc.SctpStreamParameters(), Label: dc.Label(), Protocol: dc.Protocol()}, nil
+}
+
+// producerOwnerLocked finds the joined peer owning a producer. r.mu held.
+// Consuming another peer's producer is what rooms are for; only the owner
+// may pause or close it, which the per-peer maps enforce.
+func (r *Room) producerOwnerLocked(id string) *Peer {
+	for _, q := range r.peers {
+		if _, ok := q.producers[id]; ok && q.joined && !q.closed {
+			return q
+		}
+	}
+	return nil
+}
+
+func (r *Room) dataProducerOwnerLocked(id string) *Peer {
+	for _, q := range r.peers {
+		if _, ok := q.dataProds[id]; ok && q.joined && !q.closed {
+			return q
+		}
+	}
+	return nil
+}
+
+// Peer returns the room's peer with this id, or nil.
+func (r *Room) Peer(id string) *Peer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.peers[id]
+}
