@@ -36,11 +36,34 @@ const workerBinEnvAlias = "MEDIASOUP_WORKER_BIN"
 
 // Config is the complete server configuration.
 type Config struct {
-	Listen   string       `yaml:"listen"`   // HTTP + WebSocket listen address, default ":4443"
-	TLSCert  string       `yaml:"tlsCert"`  // default ""; with TLSKey serves HTTPS/WSS
-	TLSKey   string       `yaml:"tlsKey"`   // default ""
-	LogLevel string       `yaml:"logLevel"` // debug|info|warn|error, default "info"
-	Worker   WorkerConfig `yaml:"worker"`
+	Listen    string          `yaml:"listen"`   // HTTP + WebSocket listen address, default ":4443"
+	TLSCert   string          `yaml:"tlsCert"`  // default ""; with TLSKey serves HTTPS/WSS
+	TLSKey    string          `yaml:"tlsKey"`   // default ""
+	LogLevel  string          `yaml:"logLevel"` // debug|info|warn|error, default "info"
+	Worker    WorkerConfig    `yaml:"worker"`
+	Signaling SignalingConfig `yaml:"signaling"`
+	Room      RoomConfig      `yaml:"room"`
+}
+
+// SignalingConfig bounds what one WebSocket connection may cost.
+type SignalingConfig struct {
+	MaxFrameBytes            int      `yaml:"maxFrameBytes"`            // a larger frame closes the connection (default 1 MiB)
+	RequestsPerSecond        int      `yaml:"requestsPerSecond"`        // sustained requests per connection; beyond: 429 (default 50)
+	RequestBurst             int      `yaml:"requestBurst"`             // burst above the rate (default 100)
+	MaxPendingServerRequests int      `yaml:"maxPendingServerRequests"` // unanswered newConsumer etc. per connection (default 1000)
+	MaxMalformedFrames       int      `yaml:"maxMalformedFrames"`       // malformed frames before the connection is closed (default 50)
+	PingInterval             Duration `yaml:"pingInterval"`             // keep-alive ping interval (default 10s)
+	PongTimeout              Duration `yaml:"pongTimeout"`              // silence after which a peer is closed (default 30s)
+	ServerRequestTimeout     Duration `yaml:"serverRequestTimeout"`     // how long a client may take to answer newConsumer (default 15s)
+}
+
+// RoomConfig limits rooms and peers.
+type RoomConfig struct {
+	MaxPeers                int      `yaml:"maxPeers"`                // peers per room (default 200)
+	MaxTransportsPerPeer    int      `yaml:"maxTransportsPerPeer"`    // (default 4)
+	MaxProducersPerPeer     int      `yaml:"maxProducersPerPeer"`     // (default 32)
+	MaxDataProducersPerPeer int      `yaml:"maxDataProducersPerPeer"` // (default 32)
+	IceDisconnectGrace      Duration `yaml:"iceDisconnectGrace"`      // ICE disconnected this long frees the peer (default 30s)
 }
 
 // WorkerConfig configures the mediasoup-worker processes and their WebRtcServers.
@@ -66,6 +89,23 @@ func Default() Config {
 			LogLevel:        "warn",
 			RespawnMinDelay: Duration(100 * time.Millisecond),
 			RespawnMaxDelay: Duration(10 * time.Second),
+		},
+		Signaling: SignalingConfig{
+			MaxFrameBytes:            1 << 20,
+			RequestsPerSecond:        50,
+			RequestBurst:             100,
+			MaxPendingServerRequests: 1000,
+			MaxMalformedFrames:       50,
+			PingInterval:             Duration(10 * time.Second),
+			PongTimeout:              Duration(30 * time.Second),
+			ServerRequestTimeout:     Duration(15 * time.Second),
+		},
+		Room: RoomConfig{
+			MaxPeers:                200,
+			MaxTransportsPerPeer:    4,
+			MaxProducersPerPeer:     32,
+			MaxDataProducersPerPeer: 32,
+			IceDisconnectGrace:      Duration(30 * time.Second),
 		},
 	}
 }
@@ -419,6 +459,26 @@ func (c Config) Validate() error {
 	}
 	if w.RespawnMaxDelay < w.RespawnMinDelay {
 		bad("worker.respawnMaxDelay", "%s must be >= worker.respawnMinDelay (%s)", w.RespawnMaxDelay, w.RespawnMinDelay)
+	}
+	positive := func(key string, v int64) {
+		if v <= 0 {
+			bad(key, "%d must be > 0", v)
+		}
+	}
+	sg, rm := c.Signaling, c.Room
+	for key, v := range map[string]int64{
+		"signaling.maxFrameBytes": int64(sg.MaxFrameBytes), "signaling.requestsPerSecond": int64(sg.RequestsPerSecond),
+		"signaling.requestBurst": int64(sg.RequestBurst), "signaling.maxPendingServerRequests": int64(sg.MaxPendingServerRequests),
+		"signaling.maxMalformedFrames": int64(sg.MaxMalformedFrames), "signaling.pingInterval": int64(sg.PingInterval),
+		"signaling.pongTimeout": int64(sg.PongTimeout), "signaling.serverRequestTimeout": int64(sg.ServerRequestTimeout),
+		"room.maxPeers": int64(rm.MaxPeers), "room.maxTransportsPerPeer": int64(rm.MaxTransportsPerPeer),
+		"room.maxProducersPerPeer": int64(rm.MaxProducersPerPeer), "room.maxDataProducersPerPeer": int64(rm.MaxDataProducersPerPeer),
+		"room.iceDisconnectGrace": int64(rm.IceDisconnectGrace),
+	} {
+		positive(key, v)
+	}
+	if sg.PongTimeout <= sg.PingInterval {
+		bad("signaling.pongTimeout", "%s must be longer than signaling.pingInterval (%s)", sg.PongTimeout, sg.PingInterval)
 	}
 	return errors.Join(errs...)
 }

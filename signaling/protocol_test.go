@@ -77,11 +77,14 @@ type tpeer struct {
 	consumers chan client.NewConsumer
 	dataCons  chan client.NewDataConsumer
 	reject    atomic.Bool // answer newConsumer with an error
+	silent    atomic.Bool // never answer newConsumer (until the test ends)
+	release   chan struct{}
 }
 
 func (e *env) dial(roomID, peerID string) *tpeer {
 	e.t.Helper()
-	p := &tpeer{t: e.t, consumers: make(chan client.NewConsumer, 64), dataCons: make(chan client.NewDataConsumer, 64)}
+	p := &tpeer{t: e.t, consumers: make(chan client.NewConsumer, 64), dataCons: make(chan client.NewDataConsumer, 64),
+		release: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := client.Dial(ctx, e.url, roomID, peerID, &client.DialOptions{
@@ -94,6 +97,10 @@ func (e *env) dial(roomID, peerID string) *tpeer {
 				}
 				if p.reject.Load() {
 					return nil, errors.New("rejected by test")
+				}
+				if p.silent.Load() {
+					<-p.release
+					return nil, errors.New("test over")
 				}
 				p.consumers <- nc
 			case "newDataConsumer":
@@ -109,7 +116,10 @@ func (e *env) dial(roomID, peerID string) *tpeer {
 	if err != nil {
 		e.t.Fatalf("dial %s/%s: %v", roomID, peerID, err)
 	}
-	e.t.Cleanup(func() { _ = c.Close() })
+	e.t.Cleanup(func() {
+		close(p.release)
+		_ = c.Close()
+	})
 	p.Conn = c
 	return p
 }

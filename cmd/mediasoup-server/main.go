@@ -80,10 +80,31 @@ func serve(cfg config.Config, log *zap.Logger) error {
 	}
 	defer pool.Close()
 
-	rooms := room.NewManager(pool, room.Options{Logger: log.Named("room")})
+	sg, rc := cfg.Signaling, cfg.Room
+	rooms := room.NewManager(pool, room.Options{
+		MaxPeersPerRoom:         rc.MaxPeers,
+		MaxTransportsPerPeer:    rc.MaxTransportsPerPeer,
+		MaxProducersPerPeer:     rc.MaxProducersPerPeer,
+		MaxDataProducersPerPeer: rc.MaxDataProducersPerPeer,
+		IceDisconnectGrace:      rc.IceDisconnectGrace.D(),
+		ServerRequestTimeout:    sg.ServerRequestTimeout.D(),
+		PlainListenIP:           cfg.Worker.ListenIP,
+		PlainAnnouncedAddress:   cfg.Worker.AnnouncedAddress,
+		Logger:                  log.Named("room"),
+	})
+	limits := signaling.DefaultLimits()
+	limits.MaxFrameBytes = int64(sg.MaxFrameBytes)
+	limits.RequestRate = float64(sg.RequestsPerSecond)
+	limits.RequestBurst = sg.RequestBurst
+	limits.MaxPendingServerRequests = sg.MaxPendingServerRequests
+	limits.MaxMalformed = sg.MaxMalformedFrames
+	limits.PingInterval = sg.PingInterval.D()
+	limits.PongTimeout = sg.PongTimeout.D()
+	limits.ServerRequestTimeout = sg.ServerRequestTimeout.D()
 	handler := signaling.NewHandler(signaling.Options{
 		Workers: pool,
 		Rooms:   rooms,
+		Limits:  limits,
 		Logger:  log.Named("signaling"),
 		Version: worker.Version,
 	})

@@ -1,0 +1,66 @@
+package signaling_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/mediasoup-server/mediasoup-server/client"
+	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
+	"github.com/mediasoup-server/mediasoup-server/room"
+	"github.com/mediasoup-server/mediasoup-server/signaling"
+)
+
+func TestUnansweredNewConsumerLeavesNoConsumer(t *testing.T) {
+	e := newEnv(t, 1) // newEnv sets a 2 s ServerRequestTimeout
+	a, b := e.dial("silent", "a"), e.dial("silent", "b")
+	a.setup()
+	b.setup()
+	b.silent.Store(true)
+	a.join("A")
+	b.join("B")
+	a.produce("audio")
+	testutil.Eventually(t, time.Second, func() bool { return consumersOn(t, e, "silent") == 1 },
+		"the consumer was not created")
+	// After the timeout the consumer is gone from the worker and from b.
+	testutil.Eventually(t, 5*time.Second, func() bool { return consumersOn(t, e, "silent") == 0 },
+		"an unanswered consumer stayed on the server")
+	for _, p := range e.rooms.Room("silent").Peers() {
+		if _, _, c := p.Snapshot(); c.Consumers != 0 {
+			t.Fatalf("peer %s still holds %d consumers", p.ID(), c.Consumers)
+		}
+	}
+}
+
+func TestPerPeerAndPerRoomLimits(t *testing.T) {
+	e := newEnv(t, 1, func(o *room.Options, _ *signaling.Limits) {
+		o.MaxTransportsPerPeer = 2
+		o.MaxProducersPerPeer = 1
+		o.MaxPeersPerRoom = 2
+	})
+	a, b := e.dial("lim", "a"), e.dial("lim", "b")
+	a.setup() // two transports
+	a.join("A")
+	reason := a.wantCode(429, "createWebRtcTransport", client.CreateWebRtcTransportRequest{Producing: true})
+	if reason == "" {
+		t.Fatal("429 without a reason")
+	}
+	a.produce("audio")
+	a.wantCode(429, "produce", client.ProduceRequest{TransportID: a.send.ID, Kind: "video", RtpParameters: rtpParams("video")})
+
+	// A third peer is refused before the upgrade; a reconnect of a present
+	// peer id is not a new peer and is let in.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := client.Dial(ctx, e.url, "lim", "c", nil)
+	var he *client.HandshakeError
+	if !errors.As(err, &he) || he.Status != 429 {
+		t.Fatalf("third peer: %v, want HTTP 429", err)
+	}
+	b2 := e.dial("lim", "b")
+	var caps json.RawMessage
+	b2.must("getRouterRtpCapabilities", nil, &caps)
+	_ = b
+}
