@@ -40,6 +40,7 @@ type Config struct {
 	TLSCert   string          `yaml:"tlsCert"`  // default ""; with TLSKey serves HTTPS/WSS
 	TLSKey    string          `yaml:"tlsKey"`   // default ""
 	LogLevel  string          `yaml:"logLevel"` // debug|info|warn|error, default "info"
+	WebDir    string          `yaml:"webDir"`   // static web client served at /, default "web/dist"
 	Worker    WorkerConfig    `yaml:"worker"`
 	Signaling SignalingConfig `yaml:"signaling"`
 	Room      RoomConfig      `yaml:"room"`
@@ -83,6 +84,7 @@ func Default() Config {
 	return Config{
 		Listen:   ":4443",
 		LogLevel: "info",
+		WebDir:   "web/dist",
 		Worker: WorkerConfig{
 			RtcPort:         44444,
 			ListenIP:        "127.0.0.1",
@@ -159,6 +161,7 @@ var flagSpecs = []struct{ name, key, usage string }{
 	{"tls-cert", "tlsCert", "TLS certificate `FILE` (with -tls-key: serve HTTPS/WSS)"},
 	{"tls-key", "tlsKey", "TLS private key `FILE`"},
 	{"log-level", "logLevel", "server log `LEVEL`: debug|info|warn|error"},
+	{"web-dir", "webDir", "`DIR` of the browser client served at / (built by make web)"},
 	{"worker-bin", "worker.bin", "`PATH` of mediasoup-worker (empty: look it up)"},
 	{"workers", "worker.count", "number of workers `N` (0 = one per CPU)"},
 	{"rtc-port", "worker.rtcPort", "first WebRtcServer `PORT`; worker i listens UDP+TCP on PORT+i"},

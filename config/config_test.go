@@ -160,7 +160,7 @@ func TestUpperSnake(t *testing.T) {
 // The flag names are a contract; each maps to a key and appears in the sample.
 func TestFlags(t *testing.T) {
 	want := []string{"announced-ip", "listen", "listen-ip", "log-level", "rtc-port",
-		"tls-cert", "tls-key", "worker-bin", "worker-log-level", "workers"}
+		"tls-cert", "tls-key", "web-dir", "worker-bin", "worker-log-level", "workers"}
 	var got []string
 	sample := readSample(t)
 	for _, s := range flagSpecs {

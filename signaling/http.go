@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -29,6 +30,7 @@ type Options struct {
 	Limits  Limits        // per-connection limits; zero fields take DefaultLimits
 	Logger  *zap.Logger
 	Version string // mediasoup worker version: /healthz and the mediasoup-version notification
+	WebDir  string // static web client served at / ("" or missing: a one-line text answer)
 }
 
 // Handler is the server's HTTP handler.
@@ -66,6 +68,12 @@ func NewHandler(opts Options) *Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeHealth(w, opts)
 	})
+	var web http.Handler
+	if st, err := os.Stat(opts.WebDir); opts.WebDir != "" && err == nil && st.IsDir() {
+		web = http.FileServer(http.Dir(opts.WebDir))
+	} else if opts.WebDir != "" {
+		opts.Logger.Warn("web client not found: run `make web` to build it", zap.String("dir", opts.WebDir))
+	}
 	var ws http.Handler
 	if opts.Rooms != nil {
 		mountBroadcasters(mux, opts)
@@ -74,6 +82,10 @@ func NewHandler(opts Options) *Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if ws != nil && (r.URL.Query().Has("roomId") || r.URL.Query().Has("peerId") || websocket.IsWebSocketUpgrade(r)) {
 			ws.ServeHTTP(w, r)
+			return
+		}
+		if web != nil {
+			web.ServeHTTP(w, r)
 			return
 		}
 		if r.URL.Path != "/" {

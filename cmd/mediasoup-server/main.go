@@ -107,6 +107,7 @@ func serve(cfg config.Config, log *zap.Logger) error {
 		Limits:  limits,
 		Logger:  log.Named("signaling"),
 		Version: worker.Version,
+		WebDir:  cfg.WebDir,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
