@@ -76,20 +76,9 @@ type PlainTransportInfo struct {
 func (p *Peer) CreatePlainTransport(ctx context.Context, req PlainTransportRequest) (*PlainTransportInfo, error) {
 	r := p.room
 	o := r.m.opts
-	r.mu.Lock()
-	n, closed := len(p.transports), p.closed
-	r.mu.Unlock()
-	if closed {
-		return nil, ErrPeerClosed
+	if err := p.transportAllowed(); err != nil {
+		return nil, err
 	}
-	if n >= o.MaxTransportsPerPeer {
-		return nil, errorf(ErrLimit, "at most %d transports per peer", o.MaxTransportsPerPeer)
-	}
-	appData := mediasoup.H{}
-	for k, v := range req.AppData {
-		appData[k] = v
-	}
-	appData["peerId"] = p.id
 	rtcpMux := req.RtcpMux
 	t, err := r.router.CreatePlainTransportContext(ctx, &mediasoup.PlainTransportOptions{
 		ListenInfo: mediasoup.TransportListenInfo{
@@ -99,21 +88,14 @@ func (p *Peer) CreatePlainTransport(ctx context.Context, req PlainTransportReque
 		Comedia:            req.Comedia,
 		EnableSctp:         req.EnableSctp,
 		MaxSctpMessageSize: o.MaxSctpMessageSize,
-		AppData:            appData,
+		AppData:            withPeerID(req.AppData, p.id),
 	})
 	if err != nil {
 		return nil, workerError("createPlainTransport", err)
 	}
-	if !p.register(t.Id(), func() { p.transports[t.Id()] = t }) {
-		_ = t.Close()
+	if !adopt(p, p.transports, t, nil) {
 		return nil, ErrPeerClosed
 	}
-	t.OnClose(func(context.Context) {
-		r.mu.Lock()
-		delete(p.transports, t.Id())
-		delete(r.owner, t.Id())
-		r.mu.Unlock()
-	})
 	d := t.Data().PlainTransportData
 	info := &PlainTransportInfo{ID: t.Id(), IP: d.Tuple.LocalAddress, Port: d.Tuple.LocalPort, SctpParameters: d.SctpParameters}
 	if d.RtcpTuple != nil {
@@ -179,16 +161,9 @@ func (p *Peer) Consume(ctx context.Context, transportID, producerID string) (*Co
 	if err != nil {
 		return nil, workerError("consume", err)
 	}
-	if !p.register(c.Id(), func() { p.consumers[c.Id()] = c }) {
-		_ = c.Close()
+	if !adopt(p, p.consumers, c, nil) {
 		return nil, ErrPeerClosed
 	}
-	c.OnClose(func(context.Context) {
-		r.mu.Lock()
-		delete(p.consumers, c.Id())
-		delete(r.owner, c.Id())
-		r.mu.Unlock()
-	})
 	return &ConsumerInfo{ID: c.Id(), ProducerID: producerID, Kind: c.Kind(), RtpParameters: c.RtpParameters(), Type: c.Type()}, nil
 }
 
@@ -225,16 +200,9 @@ func (p *Peer) ConsumeData(ctx context.Context, transportID, dataProducerID stri
 	if err != nil {
 		return nil, workerError("consumeData", err)
 	}
-	if !p.register(dc.Id(), func() { p.dataConsumes[dc.Id()] = dc }) {
-		_ = dc.Close()
+	if !adopt(p, p.dataConsumes, dc, nil) {
 		return nil, ErrPeerClosed
 	}
-	dc.OnClose(func(context.Context) {
-		r.mu.Lock()
-		delete(p.dataConsumes, dc.Id())
-		delete(r.owner, dc.Id())
-		r.mu.Unlock()
-	})
 	return &DataConsumerInfo{ID: dc.Id(), DataProducerID: dataProducerID,
 		SctpStreamParameters: dc.SctpStreamParameters(), Label: dc.Label(), Protocol: dc.Protocol()}, nil
 }

@@ -19,50 +19,26 @@ type ProduceDataRequest struct {
 // every other joined peer whose consuming transport has SCTP.
 func (p *Peer) ProduceData(ctx context.Context, req ProduceDataRequest) (string, After, error) {
 	r := p.room
-	r.mu.Lock()
-	if err := p.requireJoinedLocked(); err != nil {
-		r.mu.Unlock()
-		return "", nil, err
-	}
-	t, err := lookup(r, p, p.transports, "transport", req.TransportID)
-	n := len(p.dataProds)
-	r.mu.Unlock()
+	t, err := p.producingTransport(req.TransportID, func() int { return len(p.dataProds) },
+		r.m.opts.MaxDataProducersPerPeer, "data producers")
 	if err != nil {
 		return "", nil, err
 	}
-	if n >= r.m.opts.MaxDataProducersPerPeer {
-		return "", nil, errorf(ErrLimit, "at most %d data producers per peer", r.m.opts.MaxDataProducersPerPeer)
-	}
-	if req.SctpStreamParameters == nil {
+	if req.SctpStreamParameters == nil && t.Type() == mediasoup.TransportWebRTC {
 		return "", nil, errorf(ErrBadRequest, "sctpStreamParameters is required on a WebRTC transport")
 	}
-	appData := mediasoup.H{}
-	for k, v := range req.AppData {
-		appData[k] = v
-	}
-	appData["peerId"] = p.id
 	d, err := t.ProduceDataContext(ctx, &mediasoup.DataProducerOptions{
-		SctpStreamParameters: req.SctpStreamParameters, Label: req.Label, Protocol: req.Protocol, AppData: appData,
+		SctpStreamParameters: req.SctpStreamParameters, Label: req.Label, Protocol: req.Protocol,
+		AppData: withPeerID(req.AppData, p.id),
 	})
 	if err != nil {
 		return "", nil, workerError("produceData", err)
 	}
 	var targets []*Peer
-	if !p.register(d.Id(), func() {
-		p.dataProds[d.Id()] = d
-		targets = r.joinedPeersLocked(p)
-	}) {
-		_ = d.Close()
+	if !adopt(p, p.dataProds, d, func() { targets = r.joinedPeersLocked(p) }) {
 		return "", nil, ErrPeerClosed
 	}
-	id := d.Id()
-	d.OnClose(func(context.Context) {
-		r.mu.Lock()
-		delete(p.dataProds, id)
-		delete(r.owner, id)
-		r.mu.Unlock()
-	})
-	return id, func() {
+	return d.Id(), func() {
 		for _, q := range targets {
 			r.m.spawn(func() { q.consumeData(p, d) })
 		}
@@ -93,17 +69,10 @@ func (p *Peer) consumeData(owner *Peer, d *mediasoup.DataProducer) {
 		p.log.Warn("consumeData failed", zap.String("dataProducer", d.Id()), zap.Error(err))
 		return
 	}
-	if !p.register(dc.Id(), func() { p.dataConsumes[dc.Id()] = dc }) {
-		_ = dc.Close()
+	if !adopt(p, p.dataConsumes, dc, nil) {
 		return
 	}
 	id := dc.Id()
-	dc.OnClose(func(context.Context) {
-		r.mu.Lock()
-		delete(p.dataConsumes, id)
-		delete(r.owner, id)
-		r.mu.Unlock()
-	})
 	dc.OnDataProducerClose(func(context.Context) {
 		p.notify("dataConsumerClosed", mediasoup.H{"dataConsumerId": id})
 	})

@@ -177,24 +177,15 @@ type TransportInfo struct {
 func (p *Peer) CreateWebRtcTransport(ctx context.Context, req TransportRequest) (*TransportInfo, error) {
 	r := p.room
 	o := r.m.opts
-	r.mu.Lock()
-	n, closed := len(p.transports), p.closed
-	r.mu.Unlock()
-	if closed {
-		return nil, ErrPeerClosed
-	}
-	if n >= o.MaxTransportsPerPeer {
-		return nil, errorf(ErrLimit, "at most %d transports per peer", o.MaxTransportsPerPeer)
+	if err := p.transportAllowed(); err != nil {
+		return nil, err
 	}
 	streams := mediasoup.NumSctpStreams{OS: o.NumSctpStreams, MIS: o.NumSctpStreams}
 	if c := req.SctpCapabilities; c != nil && c.NumStreams.OS > 0 && c.NumStreams.MIS > 0 {
 		streams = c.NumStreams
 	}
-	appData := mediasoup.H{}
-	for k, v := range req.AppData {
-		appData[k] = v
-	}
-	appData["producing"], appData["consuming"], appData["peerId"] = req.Producing, req.Consuming, p.id
+	appData := withPeerID(req.AppData, p.id)
+	appData["producing"], appData["consuming"] = req.Producing, req.Consuming
 	enableUdp := !req.ForceTcp
 	t, err := r.router.CreateWebRtcTransportContext(ctx, &mediasoup.WebRtcTransportOptions{
 		WebRtcServer:                    r.router.WebRtcServer,
@@ -213,8 +204,7 @@ func (p *Peer) CreateWebRtcTransport(ctx context.Context, req TransportRequest) 
 	if err := t.SetMaxIncomingBitrateContext(ctx, o.MaxIncomingBitrate); err != nil {
 		p.log.Warn("setMaxIncomingBitrate", zap.Error(err))
 	}
-	if !p.register(t.Id(), func() { p.transports[t.Id()] = t }) {
-		_ = t.Close()
+	if !adopt(p, p.transports, t, nil) {
 		return nil, ErrPeerClosed
 	}
 	p.watchTransport(t, req.Consuming)
@@ -225,29 +215,94 @@ func (p *Peer) CreateWebRtcTransport(ctx context.Context, req TransportRequest) 
 	}, nil
 }
 
-// register runs add under the room lock and records ownership of id, unless
-// the peer is closed (then it reports false and the caller closes the object).
-func (p *Peer) register(id string, add func()) bool {
+// object is what every mediasoup object a peer owns has in common.
+type object interface {
+	Id() string
+	Close() error
+	Closed() bool
+	OnClose(func(context.Context))
+}
+
+// adopt records obj in m, one of p's maps, and records p as its owner, under
+// the room lock; also, when given, runs under the same lock. obj is forgotten
+// when it closes. If p is closed meanwhile, obj is closed and adopt reports
+// false.
+func adopt[T object](p *Peer, m map[string]T, obj T, also func()) bool {
+	r := p.room
+	id := obj.Id()
+	r.mu.Lock()
+	if p.closed {
+		r.mu.Unlock()
+		_ = obj.Close()
+		return false
+	}
+	m[id] = obj
+	r.owner[id] = p.id
+	if also != nil {
+		also()
+	}
+	r.mu.Unlock()
+	forget := func(context.Context) {
+		r.mu.Lock()
+		delete(m, id)
+		delete(r.owner, id)
+		r.mu.Unlock()
+	}
+	obj.OnClose(forget)
+	if obj.Closed() { // closed before the listener was in place
+		forget(context.Background())
+	}
+	return true
+}
+
+// withPeerID copies a client's appData and sets peerId to the owner,
+// whatever the client claimed.
+func withPeerID(appData mediasoup.H, peerID string) mediasoup.H {
+	out := make(mediasoup.H, len(appData)+1)
+	for k, v := range appData {
+		out[k] = v
+	}
+	out["peerId"] = peerID
+	return out
+}
+
+// transportAllowed fails when p is closed or has its maximum of transports.
+func (p *Peer) transportAllowed() error {
+	r := p.room
+	r.mu.Lock()
+	n, closed := len(p.transports), p.closed
+	r.mu.Unlock()
+	if closed {
+		return ErrPeerClosed
+	}
+	if max := r.m.opts.MaxTransportsPerPeer; n >= max {
+		return errorf(ErrLimit, "at most %d transports per peer", max)
+	}
+	return nil
+}
+
+// producingTransport checks that p joined and may create one more object
+// counted by count (at most max, named what), and finds its transport.
+func (p *Peer) producingTransport(transportID string, count func() int, max int, what string) (*mediasoup.Transport, error) {
 	r := p.room
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if p.closed {
-		return false
+	if err := p.requireJoinedLocked(); err != nil {
+		return nil, err
 	}
-	add()
-	r.ownLocked(p, id)
-	return true
+	t, err := lookup(r, p, p.transports, "transport", transportID)
+	if err != nil {
+		return nil, err
+	}
+	if count() >= max {
+		return nil, errorf(ErrLimit, "at most %d %s per peer", max, what)
+	}
+	return t, nil
 }
 
 func (p *Peer) watchTransport(t *mediasoup.Transport, consuming bool) {
 	r := p.room
 	id := t.Id()
-	t.OnClose(func(context.Context) {
-		r.mu.Lock()
-		delete(p.transports, id)
-		delete(r.owner, id)
-		r.mu.Unlock()
-	})
 	var grace *time.Timer
 	t.OnIceStateChange(func(s mediasoup.IceState) {
 		r.mu.Lock()
@@ -353,45 +408,22 @@ type ProduceRequest struct {
 // Produce creates a producer; After creates its consumers on the others.
 func (p *Peer) Produce(ctx context.Context, req ProduceRequest) (string, After, error) {
 	r := p.room
-	r.mu.Lock()
-	if err := p.requireJoinedLocked(); err != nil {
-		r.mu.Unlock()
-		return "", nil, err
-	}
-	t, err := lookup(r, p, p.transports, "transport", req.TransportID)
-	n := len(p.producers)
-	r.mu.Unlock()
+	t, err := p.producingTransport(req.TransportID, func() int { return len(p.producers) },
+		r.m.opts.MaxProducersPerPeer, "producers")
 	if err != nil {
 		return "", nil, err
 	}
-	if n >= r.m.opts.MaxProducersPerPeer {
-		return "", nil, errorf(ErrLimit, "at most %d producers per peer", r.m.opts.MaxProducersPerPeer)
-	}
-	appData := mediasoup.H{}
-	for k, v := range req.AppData {
-		appData[k] = v
-	}
-	appData["peerId"] = p.id // the owner, whatever the client claimed
 	pr, err := t.ProduceContext(ctx, &mediasoup.ProducerOptions{
-		Kind: req.Kind, RtpParameters: req.RtpParameters, AppData: appData,
+		Kind: req.Kind, RtpParameters: req.RtpParameters, AppData: withPeerID(req.AppData, p.id),
 	})
 	if err != nil {
 		return "", nil, workerError("produce", err)
 	}
 	var targets []*Peer
-	if !p.register(pr.Id(), func() {
-		p.producers[pr.Id()] = pr
-		targets = r.joinedPeersLocked(p) // same lock as the map insert: see Join
-	}) {
-		_ = pr.Close()
+	// Same lock as the map insert, so each peer consumes it exactly once: see Join.
+	if !adopt(p, p.producers, pr, func() { targets = r.joinedPeersLocked(p) }) {
 		return "", nil, ErrPeerClosed
 	}
-	pr.OnClose(func(context.Context) {
-		r.mu.Lock()
-		delete(p.producers, pr.Id())
-		delete(r.owner, pr.Id())
-		r.mu.Unlock()
-	})
 	pr.OnScore(func(score []mediasoup.ProducerScore) {
 		p.notify("producerScore", mediasoup.H{"producerId": pr.Id(), "score": score})
 	})
@@ -537,17 +569,10 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 		p.log.Warn("consume failed", zap.String("producer", producer.Id()), zap.Error(err))
 		return
 	}
-	if !p.register(c.Id(), func() { p.consumers[c.Id()] = c }) {
-		_ = c.Close()
+	if !adopt(p, p.consumers, c, nil) {
 		return
 	}
 	id := c.Id()
-	c.OnClose(func(context.Context) {
-		r.mu.Lock()
-		delete(p.consumers, id)
-		delete(r.owner, id)
-		r.mu.Unlock()
-	})
 	c.OnProducerClose(func(context.Context) { p.notify("consumerClosed", mediasoup.H{"consumerId": id}) })
 	c.OnProducerPause(func(context.Context) { p.notify("consumerPaused", mediasoup.H{"consumerId": id}) })
 	c.OnProducerResume(func(context.Context) { p.notify("consumerResumed", mediasoup.H{"consumerId": id}) })

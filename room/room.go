@@ -11,6 +11,7 @@ import (
 	"time"
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
+	"github.com/mediasoup-server/mediasoup-server/internal/syncutil"
 	"github.com/mediasoup-server/mediasoup-server/worker"
 	"go.uber.org/zap"
 )
@@ -140,17 +141,7 @@ func (m *Manager) spawn(fn func()) {
 // process (concurrent map access in its channel) when a worker closes while
 // a request to it is completing.
 func (m *Manager) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		m.bg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return syncutil.Wait(ctx, &m.bg)
 }
 
 // NewManager returns a room manager that places rooms on pool.

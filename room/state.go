@@ -193,9 +193,6 @@ func (r *Room) Peers() []*Peer {
 	return out
 }
 
-// own records that peer p owns object id. r.mu held.
-func (r *Room) ownLocked(p *Peer, id string) { r.owner[id] = p.id }
-
 // lookup finds id in one of p's maps; an id owned by another peer is 403,
 // an unknown one 404. r.mu held.
 func lookup[T any](r *Room, p *Peer, m map[string]T, kind, id string) (T, error) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/mediasoup-server/mediasoup-server/internal/syncutil"
 	"github.com/mediasoup-server/mediasoup-server/room"
 	"github.com/mediasoup-server/mediasoup-server/worker"
 	"go.uber.org/zap"
@@ -43,17 +44,7 @@ type Handler struct {
 // or ctx ends. Shut down in this order: stop accepting, close the rooms,
 // Wait here, wait for the rooms (room.Manager.Wait), then close the pool.
 func (h *Handler) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		h.sessions.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return syncutil.Wait(ctx, &h.sessions)
 }
 
 // NewHandler returns the server's HTTP handler: the WebSocket room protocol
