@@ -79,8 +79,12 @@ func (p *Peer) CreatePlainTransport(ctx context.Context, req PlainTransportReque
 	if err := p.transportAllowed(); err != nil {
 		return nil, err
 	}
+	rt, err := r.routerFor(ctx, p)
+	if err != nil {
+		return nil, err
+	}
 	rtcpMux := req.RtcpMux
-	t, err := r.router.CreatePlainTransportContext(ctx, &mediasoup.PlainTransportOptions{
+	t, err := rt.CreatePlainTransportContext(ctx, &mediasoup.PlainTransportOptions{
 		ListenInfo: mediasoup.TransportListenInfo{
 			Protocol: mediasoup.TransportProtocolUDP, Ip: o.PlainListenIP, AnnouncedAddress: o.PlainAnnouncedAddress,
 		},
@@ -98,7 +102,7 @@ func (p *Peer) CreatePlainTransport(ctx context.Context, req PlainTransportReque
 	}
 	d := t.Data().PlainTransportData
 	info := &PlainTransportInfo{ID: t.Id(), IP: d.Tuple.LocalAddress, Port: d.Tuple.LocalPort, SctpParameters: d.SctpParameters}
-	if d.RtcpTuple != nil {
+	if d.RtcpTuple != nil && !req.RtcpMux {
 		info.RtcpPort = d.RtcpTuple.LocalPort
 	}
 	return info, nil
@@ -140,6 +144,7 @@ func (p *Peer) Consume(ctx context.Context, transportID, producerID string) (*Co
 	t, err := lookup(r, p, p.transports, "transport", transportID)
 	capsJSON := p.rtpCaps
 	owner := r.producerOwnerLocked(producerID)
+	to := p.router
 	r.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -150,8 +155,11 @@ func (p *Peer) Consume(ctx context.Context, transportID, producerID string) (*Co
 	if capsJSON == nil {
 		return nil, errorf(ErrBadRequest, "rtpCapabilities were not given at join")
 	}
+	if err := r.ensurePipe(ctx, producerID, false, owner.router, to); err != nil {
+		return nil, workerError("consume", err)
+	}
 	caps := new(mediasoup.RtpCapabilities)
-	if err := json.Unmarshal(capsJSON, caps); err != nil || !r.router.CanConsume(producerID, caps) {
+	if err := json.Unmarshal(capsJSON, caps); err != nil || !to.CanConsume(producerID, caps) {
 		return nil, errorf(ErrBadRequest, "cannot consume producer %q with the given rtpCapabilities", producerID)
 	}
 	c, err := t.ConsumeContext(ctx, &mediasoup.ConsumerOptions{
@@ -186,13 +194,17 @@ func (p *Peer) ConsumeData(ctx context.Context, transportID, dataProducerID stri
 		return nil, err
 	}
 	t, err := lookup(r, p, p.transports, "transport", transportID)
-	found := r.dataProducerOwnerLocked(dataProducerID) != nil
+	owner := r.dataProducerOwnerLocked(dataProducerID)
+	to := p.router
 	r.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	if !found {
+	if owner == nil {
 		return nil, errorf(ErrNotFound, "dataProducer %q not found", dataProducerID)
+	}
+	if err := r.ensurePipe(ctx, dataProducerID, true, owner.router, to); err != nil {
+		return nil, workerError("consumeData", err)
 	}
 	dc, err := t.ConsumeDataContext(ctx, &mediasoup.DataConsumerOptions{
 		DataProducerId: dataProducerID, AppData: mediasoup.H{"peerId": p.id},

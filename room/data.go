@@ -58,8 +58,15 @@ func (p *Peer) consumeData(owner *Peer, d *mediasoup.DataProducer) {
 		return
 	}
 	t := p.consumingTransportLocked()
+	from, to := owner.router, p.router
 	r.mu.Unlock()
 	if t == nil || t.Data().WebRtcTransportData == nil || t.Data().WebRtcTransportData.SctpParameters == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.m.opts.ServerRequestTimeout)
+	defer cancel()
+	if err := r.ensurePipe(ctx, d.Id(), true, from, to); err != nil {
+		p.log.Warn("cannot consume data across workers", zap.String("dataProducer", d.Id()), zap.Error(err))
 		return
 	}
 	dc, err := t.ConsumeData(&mediasoup.DataConsumerOptions{
@@ -76,8 +83,6 @@ func (p *Peer) consumeData(owner *Peer, d *mediasoup.DataProducer) {
 	dc.OnDataProducerClose(func(context.Context) {
 		p.notify("dataConsumerClosed", mediasoup.H{"dataConsumerId": id})
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), r.m.opts.ServerRequestTimeout)
-	defer cancel()
 	_, err = p.conn.Request(ctx, "newDataConsumer", mediasoup.H{
 		"peerId": owner.id, "dataProducerId": d.Id(), "id": id,
 		"sctpStreamParameters": dc.SctpStreamParameters(), "label": dc.Label(), "protocol": dc.Protocol(),

@@ -25,6 +25,7 @@ var (
 	ErrNotFound      = &Error{404, "not found"}
 	ErrNotJoined     = &Error{409, "peer has not joined"}
 	ErrAlreadyJoined = &Error{409, "peer already joined"}
+	ErrConflict      = &Error{409, "conflict"}
 	ErrLimit         = &Error{429, "limit reached"}
 	ErrRoomClosed    = &Error{503, "room closed"}
 	ErrPeerClosed    = &Error{409, "peer closed"}

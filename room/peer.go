@@ -7,6 +7,7 @@ import (
 	"time"
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
+	"github.com/mediasoup-server/mediasoup-server/worker"
 	"go.uber.org/zap"
 )
 
@@ -27,10 +28,11 @@ type PeerInfo struct {
 // Peer is one connection's presence in a room and everything it owns.
 // Its fields are guarded by the room's mu.
 type Peer struct {
-	room *Room
-	id   string
-	conn PeerConn
-	log  *zap.Logger
+	room   *Room
+	id     string
+	conn   PeerConn
+	log    *zap.Logger
+	router *worker.Router // where all its transports live, chosen on first use
 
 	closed      bool
 	joined      bool
@@ -180,6 +182,10 @@ func (p *Peer) CreateWebRtcTransport(ctx context.Context, req TransportRequest) 
 	if err := p.transportAllowed(); err != nil {
 		return nil, err
 	}
+	rt, err := r.routerFor(ctx, p)
+	if err != nil {
+		return nil, err
+	}
 	streams := mediasoup.NumSctpStreams{OS: o.NumSctpStreams, MIS: o.NumSctpStreams}
 	if c := req.SctpCapabilities; c != nil && c.NumStreams.OS > 0 && c.NumStreams.MIS > 0 {
 		streams = c.NumStreams
@@ -187,8 +193,8 @@ func (p *Peer) CreateWebRtcTransport(ctx context.Context, req TransportRequest) 
 	appData := withPeerID(req.AppData, p.id)
 	appData["producing"], appData["consuming"] = req.Producing, req.Consuming
 	enableUdp := !req.ForceTcp
-	t, err := r.router.CreateWebRtcTransportContext(ctx, &mediasoup.WebRtcTransportOptions{
-		WebRtcServer:                    r.router.WebRtcServer,
+	t, err := rt.CreateWebRtcTransportContext(ctx, &mediasoup.WebRtcTransportOptions{
+		WebRtcServer:                    rt.WebRtcServer,
 		EnableUdp:                       &enableUdp,
 		EnableTcp:                       true,
 		PreferUdp:                       true,
@@ -428,6 +434,11 @@ func (p *Peer) Produce(ctx context.Context, req ProduceRequest) (string, After, 
 		p.notify("producerScore", mediasoup.H{"producerId": pr.Id(), "score": score})
 	})
 	if req.Kind == mediasoup.MediaKindAudio {
+		// The observers live on the room's first router: audio from a peer on
+		// another router is piped there.
+		if err := r.ensurePipe(ctx, pr.Id(), false, p.router, r.router); err != nil {
+			p.log.Warn("pipe audio to the observers' router", zap.Error(err))
+		}
 		if err := r.audioObserver.AddProducerContext(ctx, pr.Id()); err != nil {
 			p.log.Warn("audio level observer", zap.Error(err))
 		}
@@ -552,13 +563,20 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 	}
 	capsJSON := p.rtpCaps
 	t := p.consumingTransportLocked()
+	from, to := owner.router, p.router
 	r.mu.Unlock()
 	if t == nil {
 		p.log.Debug("no consuming transport: not consuming", zap.String("producer", producer.Id()))
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.m.opts.ServerRequestTimeout)
+	defer cancel()
+	if err := r.ensurePipe(ctx, producer.Id(), false, from, to); err != nil {
+		p.log.Warn("cannot consume across workers", zap.String("producer", producer.Id()), zap.Error(err))
+		return
+	}
 	caps := new(mediasoup.RtpCapabilities)
-	if err := json.Unmarshal(capsJSON, caps); err != nil || !r.router.CanConsume(producer.Id(), caps) {
+	if err := json.Unmarshal(capsJSON, caps); err != nil || !to.CanConsume(producer.Id(), caps) {
 		return
 	}
 	c, err := t.Consume(&mediasoup.ConsumerOptions{
@@ -590,8 +608,6 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 		p.notify("consumerLayersChanged", data)
 	})
 
-	ctx, cancel := context.WithTimeout(context.Background(), r.m.opts.ServerRequestTimeout)
-	defer cancel()
 	_, err = p.conn.Request(ctx, "newConsumer", mediasoup.H{
 		"peerId": owner.id, "producerId": producer.Id(), "id": id, "kind": c.Kind(),
 		"rtpParameters": c.RtpParameters(), "type": c.Type(), "appData": producer.AppData(),

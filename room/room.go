@@ -41,7 +41,8 @@ type PeerConn interface {
 
 // Pool is what rooms need of the worker pool.
 type Pool interface {
-	CreateRouter(ctx context.Context, opts *mediasoup.RouterOptions) (*worker.Router, error)
+	// CreateRouterExcept creates a router on the least-loaded live worker not in except.
+	CreateRouterExcept(ctx context.Context, opts *mediasoup.RouterOptions, except map[*worker.Worker]bool) (*worker.Router, error)
 }
 
 // Options configure rooms. Zero values take the defaults of PROTOCOL.md §6.
@@ -62,6 +63,12 @@ type Options struct {
 	// and the address they announce (default none).
 	PlainListenIP         string
 	PlainAnnouncedAddress string
+
+	// Spreading a room over workers (spread.go): a router holding this many
+	// consumers of the room is full (default 400); a room uses at most
+	// MaxWorkersPerRoom workers (0: all of them; 1: never spread).
+	RouterConsumerBudget int
+	MaxWorkersPerRoom    int
 
 	// A transport whose ICE stays disconnected this long frees its peer.
 	IceDisconnectGrace time.Duration // 30s
@@ -84,6 +91,7 @@ func (o *Options) defaults() {
 	setDefault(&o.MaxProducersPerPeer, 32)
 	setDefault(&o.MaxDataProducersPerPeer, 32)
 	setDefault(&o.PlainListenIP, "127.0.0.1")
+	setDefault(&o.RouterConsumerBudget, 400)
 	setDefault(&o.IceDisconnectGrace, 30*time.Second)
 	setDefault(&o.ServerRequestTimeout, 15*time.Second)
 	if o.Logger == nil {
@@ -154,12 +162,22 @@ func NewManager(pool Pool, opts Options) *Manager {
 // the same id already in the room is replaced: it is closed (its resources
 // freed, peerClosed sent if it had joined) and the new one takes its place.
 func (m *Manager) Connect(ctx context.Context, roomID, peerID string, conn PeerConn) (*Peer, error) {
+	return m.connect(ctx, roomID, peerID, conn, true)
+}
+
+// ConnectNew is Connect that never replaces: a peer with this id already in
+// the room is a 409 (broadcasters must not kick a WebSocket peer).
+func (m *Manager) ConnectNew(ctx context.Context, roomID, peerID string, conn PeerConn) (*Peer, error) {
+	return m.connect(ctx, roomID, peerID, conn, false)
+}
+
+func (m *Manager) connect(ctx context.Context, roomID, peerID string, conn PeerConn, replace bool) (*Peer, error) {
 	for range 3 {
 		r, err := m.room(ctx, roomID)
 		if err != nil {
 			return nil, err
 		}
-		p, err := r.admit(peerID, conn)
+		p, err := r.admit(peerID, conn, replace)
 		if err == ErrRoomClosed {
 			continue // the room closed under us (its last peer left): make a new one
 		}
@@ -168,22 +186,28 @@ func (m *Manager) Connect(ctx context.Context, roomID, peerID string, conn PeerC
 	return nil, errorf(ErrRoomClosed, "room %q keeps closing", roomID)
 }
 
-// Rooms returns a snapshot of the open rooms.
+// Rooms returns a snapshot of the open rooms (those whose router is ready).
 func (m *Manager) Rooms() []*Room {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]*Room, 0, len(m.rooms))
 	for _, r := range m.rooms {
-		out = append(out, r)
+		if r.isReady() {
+			out = append(out, r)
+		}
 	}
 	return out
 }
 
-// Room returns the open room with this id, or nil.
+// Room returns the open room with this id, or nil (also while it is being
+// created).
 func (m *Manager) Room(id string) *Room {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.rooms[id]
+	if r := m.rooms[id]; r != nil && r.isReady() {
+		return r
+	}
+	return nil
 }
 
 // CloseAll closes every room, closing its peers with code.

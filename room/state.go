@@ -20,21 +20,24 @@ type Room struct {
 	ready   chan struct{} // closed once init finished
 	initErr error
 
-	router        *worker.Router
+	router        *worker.Router // the first router: audio observers; RTP capabilities
 	audioObserver *mediasoup.RtpObserver
 	speakerObs    *mediasoup.RtpObserver
+	growMu        sync.Mutex // one router added at a time (spread.go)
 
-	mu     sync.Mutex
-	closed bool
-	peers  map[string]*Peer
-	owner  map[string]string // every live object id → the id of the peer owning it
+	mu      sync.Mutex
+	closed  bool
+	peers   map[string]*Peer
+	owner   map[string]string // every live object id → the id of the peer owning it
+	routers []*worker.Router  // one per worker the room uses, r.router first
+	pipes   map[pipeKey]*pipe
 }
 
 func newRoom(m *Manager, id string) *Room {
 	return &Room{
 		m: m, id: id, log: m.log.With(zap.String("room", id)),
 		ready: make(chan struct{}),
-		peers: map[string]*Peer{}, owner: map[string]string{},
+		peers: map[string]*Peer{}, owner: map[string]string{}, pipes: map[pipeKey]*pipe{},
 	}
 }
 
@@ -45,14 +48,12 @@ func (r *Room) ID() string { return r.id }
 func (r *Room) Router() *worker.Router { return r.router }
 
 func (r *Room) init(ctx context.Context) error {
-	router, err := r.m.pool.CreateRouter(ctx, &mediasoup.RouterOptions{
-		MediaCodecs: r.m.opts.MediaCodecs,
-		AppData:     mediasoup.H{"roomId": r.id},
-	})
+	router, err := r.m.pool.CreateRouterExcept(ctx, r.routerOptions(), nil)
 	if err != nil {
 		return errorf(ErrRoomClosed, "room %q: no router: %v", r.id, err)
 	}
 	r.router = router
+	r.routers = []*worker.Router{router}
 	obs, err := router.CreateAudioLevelObserver(&mediasoup.AudioLevelObserverOptions{
 		MaxEntries: 1, Threshold: -80, Interval: 800,
 	})
@@ -81,8 +82,19 @@ func (r *Room) init(ctx context.Context) error {
 	return nil
 }
 
-// admit adds a peer, replacing one with the same id.
-func (r *Room) admit(peerID string, conn PeerConn) (*Peer, error) {
+// isReady reports whether init finished successfully.
+func (r *Room) isReady() bool {
+	select {
+	case <-r.ready:
+		return r.initErr == nil
+	default:
+		return false
+	}
+}
+
+// admit adds a peer; one with the same id is replaced, or with replace false
+// the admission fails (409).
+func (r *Room) admit(peerID string, conn PeerConn, replace bool) (*Peer, error) {
 	p := &Peer{
 		room: r, id: peerID, conn: conn,
 		log:          r.log.With(zap.String("peer", peerID)),
@@ -98,6 +110,10 @@ func (r *Room) admit(peerID string, conn PeerConn) (*Peer, error) {
 		return nil, ErrRoomClosed
 	}
 	old := r.peers[peerID]
+	if old != nil && !replace {
+		r.mu.Unlock()
+		return nil, errorf(ErrConflict, "peer %q is already in room %q", peerID, r.id)
+	}
 	if old == nil && len(r.peers) >= r.m.opts.MaxPeersPerRoom {
 		r.mu.Unlock()
 		return nil, errorf(ErrLimit, "room %q is full (%d peers)", r.id, r.m.opts.MaxPeersPerRoom)
@@ -146,9 +162,7 @@ func (r *Room) closeIfEmpty() {
 	r.closed = true
 	r.mu.Unlock()
 	r.m.forget(r)
-	if err := r.router.Close(); err != nil {
-		r.log.Warn("router close", zap.Error(err))
-	}
+	r.closeRouters()
 	r.log.Info("room closed (last peer left)")
 }
 
@@ -171,14 +185,14 @@ func (r *Room) Close(code int, reason string) {
 		p.conn.Close(code, reason)
 		p.Close()
 	}
-	_ = r.router.Close()
+	r.closeRouters()
 	r.log.Info("room closed", zap.String("reason", reason))
 }
 
 // workerDied runs when the router's worker died: the room is gone. Its peers
 // are closed with a code that lets them reconnect into a new room of this id.
 func (r *Room) workerDied() {
-	r.log.Warn("worker died: closing the room's peers so they reconnect", zap.Int("pid", r.router.Pid))
+	r.log.Warn("a worker of the room died: closing its peers so they reconnect")
 	r.Close(CloseWorkerDied, "mediasoup worker died")
 }
 

@@ -215,17 +215,20 @@ func (p *Pool) OnDeath(fn func(Death)) (cancel func()) {
 	}
 }
 
-// Pick returns the least-loaded live worker. The rule: fewest consumers, then
+// Pick returns the least-loaded live worker; see PickExcept.
+func (p *Pool) Pick() (*Worker, error) { return p.PickExcept(nil) }
+
+// PickExcept returns the least-loaded live worker not in except. The rule: fewest consumers, then
 // fewest transports, then fewest routers, then lowest index. Consumers are
 // what costs a worker CPU (each forwards a stream); transports and routers
 // break ties so that empty routers still spread across workers.
-func (p *Pool) Pick() (*Worker, error) {
+func (p *Pool) PickExcept(except map[*Worker]bool) (*Worker, error) {
 	if p.closed.Load() {
 		return nil, ErrClosed
 	}
 	var best *Worker
 	for _, w := range p.slots {
-		if !w.live() {
+		if !w.live() || except[w] {
 			continue
 		}
 		if best == nil || w.lessLoaded(best) {
@@ -251,9 +254,15 @@ func (w *Worker) lessLoaded(o *Worker) bool {
 
 // CreateRouter creates a router on the least-loaded live worker.
 func (p *Pool) CreateRouter(ctx context.Context, opts *mediasoup.RouterOptions) (*Router, error) {
+	return p.CreateRouterExcept(ctx, opts, nil)
+}
+
+// CreateRouterExcept creates a router on the least-loaded live worker not in
+// except (a room spreading over workers wants one it does not use yet).
+func (p *Pool) CreateRouterExcept(ctx context.Context, opts *mediasoup.RouterOptions, except map[*Worker]bool) (*Router, error) {
 	// Pick and reserve under one lock so that concurrent callers spread.
 	p.mu.Lock()
-	w, err := p.Pick()
+	w, err := p.PickExcept(except)
 	if err != nil {
 		p.mu.Unlock()
 		return nil, err
