@@ -3,7 +3,6 @@ package room
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
 	"github.com/mediasoup-server/mediasoup-server/worker"
@@ -46,6 +45,13 @@ func (r *Room) Pipes() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.pipes)
+}
+
+// PipeTransports is the number of pipe transport pairs between the room's routers.
+func (r *Room) PipeTransports() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pairObjs)
 }
 
 // routerFor returns the router p lives on, choosing it on first use.
@@ -137,17 +143,34 @@ func (r *Room) routerOptions() *mediasoup.RouterOptions {
 }
 
 // ensurePipe makes producer (or data producer) id, living on router from,
-// available on router to. Concurrent callers share one PipeToRouter.
+// available on router to, with the same id. Concurrent callers share one
+// pipe. (We do not use mediasoup-go v2.4.1's Router.PipeToRouter: it creates
+// and connects the two pipe transports concurrently and races on them.)
 func (r *Room) ensurePipe(ctx context.Context, id string, data bool, from, to *worker.Router) error {
 	if from == nil || to == nil || from == to {
 		return nil
 	}
-	key := pipeKey{id: id, to: to}
+	return r.once(r.pipes, pipeKey{id: id, to: to}, ctx, func(forget func()) error {
+		pair, err := r.pipePair(ctx, from, to)
+		if err != nil {
+			return err
+		}
+		if data {
+			return pipeData(ctx, id, pair, forget)
+		}
+		return pipeMedia(ctx, id, pair, forget)
+	})
+}
+
+// once runs create for key unless a run for it succeeded or is under way
+// (then it waits for that one). create gets a forget func that drops the key
+// (called when what it made closes), so that a later caller creates anew.
+func (r *Room) once(m map[pipeKey]*pipe, key pipeKey, ctx context.Context, create func(forget func()) error) error {
 	r.mu.Lock()
-	pp, ok := r.pipes[key]
+	pp, ok := m[key]
 	if !ok {
 		pp = &pipe{done: make(chan struct{})}
-		r.pipes[key] = pp
+		m[key] = pp
 	}
 	r.mu.Unlock()
 	if ok {
@@ -158,33 +181,128 @@ func (r *Room) ensurePipe(ctx context.Context, id string, data bool, from, to *w
 			return ctx.Err()
 		}
 	}
-	defer close(pp.done)
-	opts := &mediasoup.PipeToRouterOptions{Router: to.Router}
-	if data {
-		opts.DataProducerId = id
-	} else {
-		opts.ProducerId = id
-	}
-	forget := func(context.Context) {
+	forget := func() {
 		r.mu.Lock()
-		if r.pipes[key] == pp {
-			delete(r.pipes, key)
+		if m[key] == pp {
+			delete(m, key)
 		}
 		r.mu.Unlock()
 	}
-	res, err := from.PipeToRouterContext(ctx, opts)
+	pp.err = create(forget)
+	if pp.err != nil {
+		forget()
+	}
+	close(pp.done)
+	return pp.err
+}
+
+// pipePair is a connected pair of pipe transports, local on the source
+// router and remote on the target.
+type pipePair struct{ local, remote *mediasoup.Transport }
+
+// pipePair returns the pipe transports from → to, creating them once.
+func (r *Room) pipePair(ctx context.Context, from, to *worker.Router) (*pipePair, error) {
+	key := pipeKey{id: "\x00pair:" + from.Id(), to: to}
+	err := r.once(r.pairs, key, ctx, func(forget func()) error {
+		opts := &mediasoup.PipeTransportOptions{
+			ListenInfo: mediasoup.TransportListenInfo{Protocol: mediasoup.TransportProtocolUDP, Ip: "127.0.0.1"},
+			EnableSctp: true,
+		}
+		local, err := from.CreatePipeTransportContext(ctx, opts)
+		if err != nil {
+			return workerError("create pipe transport", err)
+		}
+		remote, err := to.CreatePipeTransportContext(ctx, opts)
+		if err != nil {
+			_ = local.Close()
+			return workerError("create pipe transport", err)
+		}
+		connect := func(t, peer *mediasoup.Transport) error {
+			d := peer.Data().PipeTransportData
+			port := d.Tuple.LocalPort
+			return t.ConnectContext(ctx, &mediasoup.TransportConnectOptions{Ip: d.Tuple.LocalAddress, Port: &port})
+		}
+		if err := errors.Join(connect(local, remote), connect(remote, local)); err != nil {
+			_ = local.Close()
+			_ = remote.Close()
+			return workerError("connect pipe transports", err)
+		}
+		pair := &pipePair{local: local, remote: remote}
+		r.mu.Lock()
+		r.pairObjs[key] = pair
+		r.mu.Unlock()
+		// Either side closing (its router closed) ends the pair.
+		end := func(other *mediasoup.Transport) func(context.Context) {
+			return func(context.Context) {
+				forget()
+				r.mu.Lock()
+				if r.pairObjs[key] == pair {
+					delete(r.pairObjs, key)
+				}
+				r.mu.Unlock()
+				_ = other.Close()
+			}
+		}
+		local.OnClose(end(remote))
+		remote.OnClose(end(local))
+		return nil
+	})
 	if err != nil {
-		pp.err = fmt.Errorf("pipe %s to worker %d: %w", id, to.Worker.Index(), err)
-		forget(ctx)
-		return pp.err
+		return nil, err
 	}
-	// The piped copy closes with the original; then a later consumer pipes anew.
-	if res.PipeProducer != nil {
-		res.PipeProducer.OnClose(forget)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pair := r.pairObjs[key]
+	if pair == nil || pair.local.Closed() || pair.remote.Closed() {
+		return nil, errorf(ErrRoomClosed, "pipe between workers closed")
 	}
-	if res.PipeDataProducer != nil {
-		res.PipeDataProducer.OnClose(forget)
+	return pair, nil
+}
+
+// pipeMedia consumes producer id on the local pipe transport and produces it
+// with the same id on the remote one; pause, resume and close follow.
+func pipeMedia(ctx context.Context, id string, pair *pipePair, forget func()) error {
+	pc, err := pair.local.ConsumeContext(ctx, &mediasoup.ConsumerOptions{ProducerId: id})
+	if err != nil {
+		return workerError("pipe consume", err)
 	}
+	pp, err := pair.remote.ProduceContext(ctx, &mediasoup.ProducerOptions{
+		Id: id, Kind: pc.Kind(), RtpParameters: pc.RtpParameters(), Paused: pc.ProducerPaused(),
+		AppData: pc.AppData(),
+	})
+	if err != nil {
+		_ = pc.Close()
+		return workerError("pipe produce", err)
+	}
+	pc.OnClose(func(context.Context) { forget(); _ = pp.Close() })
+	pp.OnClose(func(context.Context) { forget(); _ = pc.Close() })
+	pc.OnProducerPause(func(context.Context) { _ = pp.Pause() })
+	pc.OnProducerResume(func(context.Context) { _ = pp.Resume() })
+	// The producer may have paused or resumed while we were wiring.
+	if pc.ProducerPaused() != pp.Paused() {
+		if pc.ProducerPaused() {
+			return pp.Pause()
+		}
+		return pp.Resume()
+	}
+	return nil
+}
+
+// pipeData does for a data producer what pipeMedia does for a producer.
+func pipeData(ctx context.Context, id string, pair *pipePair, forget func()) error {
+	dc, err := pair.local.ConsumeDataContext(ctx, &mediasoup.DataConsumerOptions{DataProducerId: id})
+	if err != nil {
+		return workerError("pipe consume data", err)
+	}
+	dp, err := pair.remote.ProduceDataContext(ctx, &mediasoup.DataProducerOptions{
+		Id: id, SctpStreamParameters: dc.SctpStreamParameters(), Label: dc.Label(), Protocol: dc.Protocol(),
+	})
+	if err != nil {
+		_ = dc.Close()
+		return workerError("pipe produce data", err)
+	}
+	dc.OnClose(func(context.Context) { forget(); _ = dp.Close() })
+	dp.OnClose(func(context.Context) { forget(); _ = dc.Close() })
 	return nil
 }
 

@@ -25,12 +25,14 @@ type Room struct {
 	speakerObs    *mediasoup.RtpObserver
 	growMu        sync.Mutex // one router added at a time (spread.go)
 
-	mu      sync.Mutex
-	closed  bool
-	peers   map[string]*Peer
-	owner   map[string]string // every live object id → the id of the peer owning it
-	routers []*worker.Router  // one per worker the room uses, r.router first
-	pipes   map[pipeKey]*pipe
+	mu       sync.Mutex
+	closed   bool
+	peers    map[string]*Peer
+	owner    map[string]string     // every live object id → the id of the peer owning it
+	routers  []*worker.Router      // one per worker the room uses, r.router first
+	pipes    map[pipeKey]*pipe     // producers and data producers piped to another router
+	pairs    map[pipeKey]*pipe     // pipe transport pairs being or been created
+	pairObjs map[pipeKey]*pipePair // the pairs made
 }
 
 func newRoom(m *Manager, id string) *Room {
@@ -38,6 +40,7 @@ func newRoom(m *Manager, id string) *Room {
 		m: m, id: id, log: m.log.With(zap.String("room", id)),
 		ready: make(chan struct{}),
 		peers: map[string]*Peer{}, owner: map[string]string{}, pipes: map[pipeKey]*pipe{},
+		pairs: map[pipeKey]*pipe{}, pairObjs: map[pipeKey]*pipePair{},
 	}
 }
 

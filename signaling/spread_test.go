@@ -1,0 +1,85 @@
+package signaling_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mediasoup-server/mediasoup-server/client"
+	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
+	"github.com/mediasoup-server/mediasoup-server/room"
+	"github.com/mediasoup-server/mediasoup-server/signaling"
+)
+
+// A room spreads over two workers once its first router holds the consumer
+// budget; consumers and data consumers cross between them through pipes,
+// producer events still reach consumers on the other worker, and the last
+// peer out frees every router and pipe transport on every worker.
+func TestRoomSpreadsOverWorkers(t *testing.T) {
+	e := newEnv(t, 2, func(o *room.Options, _ *signaling.Limits) { o.RouterConsumerBudget = 1 })
+	a, b := e.dial("big", "a"), e.dial("big", "b")
+	a.setup()
+	b.setup()
+	a.join("A")
+	b.join("B")
+	aAudio := a.produce("audio")
+	b.nextConsumer() // the first router now holds one consumer: full
+
+	c := e.dial("big", "c")
+	c.setup() // lands on a new router on the other worker
+	rm := e.rooms.Room("big")
+	routers := rm.Routers()
+	if len(routers) != 2 || routers[0].Worker == routers[1].Worker {
+		t.Fatalf("room routers: %d (want 2 on distinct workers)", len(routers))
+	}
+	c.join("C")
+	ncA := c.nextConsumer()
+	if ncA.ProducerID != aAudio || ncA.PeerID != "a" {
+		t.Fatalf("c's consumer %+v, want a's audio", ncA)
+	}
+	if rm.Pipes() == 0 {
+		t.Fatal("no pipe for a consumer on the other worker")
+	}
+
+	// The other way: c's producer (second worker) reaches a and b (first).
+	cVideo := c.produce("video")
+	for _, p := range []*tpeer{a, b} {
+		if nc := p.nextConsumer(); nc.ProducerID != cVideo {
+			t.Fatalf("%s: consumer of %s, want %s", p.PeerID(), nc.ProducerID, cVideo)
+		}
+	}
+
+	// Data crosses too.
+	var dp client.IDResponse
+	a.must("produceData", map[string]any{"transportId": a.send.ID, "label": "chat",
+		"sctpStreamParameters": map[string]any{"streamId": 3, "ordered": true}}, &dp)
+	select {
+	case nd := <-c.dataCons:
+		if nd.DataProducerID != dp.ID {
+			t.Fatalf("c's data consumer of %s, want %s", nd.DataProducerID, dp.ID)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no newDataConsumer across workers")
+	}
+
+	// Producer events cross the pipe: pause/resume/close of a's audio.
+	cCons := ncA.ID
+	a.must("pauseProducer", map[string]string{"producerId": aAudio}, nil)
+	c.waitNote("consumerPaused", field("consumerId", cCons))
+	a.must("resumeProducer", map[string]string{"producerId": aAudio}, nil)
+	c.waitNote("consumerResumed", field("consumerId", cCons))
+	pipesBefore := rm.Pipes()
+	a.must("closeProducer", map[string]string{"producerId": aAudio}, nil)
+	c.waitNote("consumerClosed", field("consumerId", cCons))
+	testutil.Eventually(t, 3*time.Second, func() bool { return rm.Pipes() < pipesBefore },
+		"closing a producer did not close its piped copy")
+
+	for _, p := range []*tpeer{a, b, c} {
+		_ = p.Close()
+	}
+	waitRoomGone(t, e, "big")
+	for _, w := range e.pool.Workers() {
+		if in := w.Info(); in.Transports != 0 || in.Routers != 0 {
+			t.Fatalf("worker %d still holds %d routers, %d transports", in.Index, in.Routers, in.Transports)
+		}
+	}
+}
