@@ -99,6 +99,7 @@ func (e *env) dial(roomID, peerID string) *tpeer {
 					return nil, errors.New("rejected by test")
 				}
 				if p.silent.Load() {
+					p.consumers <- nc // seen, never answered
 					<-p.release
 					return nil, errors.New("test over")
 				}
