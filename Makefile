@@ -5,6 +5,7 @@
 #   make worker       the pinned mediasoup-worker at bin/mediasoup-worker (cached; see third_party/)
 #   make worker-check mediasoup-go's own test suite against bin/mediasoup-worker
 #   make build        bin/mediasoup-server
+#   make web          the browser client: npm ci (pinned by web/package-lock.json) + esbuild → web/dist
 #   make lint         gofmt, go vet, staticcheck
 
 SHELL       := bash
@@ -21,9 +22,16 @@ ARGS        ?=
 
 export MEDIASOUP_WORKER_BIN ?= $(WORKER_BIN)
 
-.PHONY: run test worker worker-check build lint test-go deps clean
+# The browser client (web/): its npm packages are pinned by package-lock.json;
+# the bundle in web/dist is build output.
+WEB_DIR     := web
+WEB_MODULES := $(WEB_DIR)/node_modules/.package-lock.json
+# Debian packages the browser test needs (web/browser_test.go).
+TEST_APT_PACKAGES := chromium chromium-driver
 
-run: worker build
+.PHONY: run test worker worker-check build lint test-go deps clean web
+
+run: worker build web
 	@echo "Starting mediasoup-server (Ctrl-C to stop); open the URL it prints."
 	$(SERVER_BIN) $(ARGS)
 
@@ -45,6 +53,27 @@ worker-check: worker
 deps:
 	@command -v $(GO) >/dev/null || { echo "Go is required (https://go.dev/dl/)"; exit 1; }
 	$(GO) mod download
+	@command -v npm >/dev/null || { echo "Node.js and npm are required to build the web client (Debian: apt-get install nodejs npm)"; exit 1; }
+	@missing=(); for p in $(TEST_APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$$p"); \
+	done; \
+	if (( $${#missing[@]} )); then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=$$(command -v sudo || true); \
+		if [ "$$(id -u)" != 0 ] && [ -z "$$sudo" ]; then echo "deps: need root (or sudo) to apt-get install $${missing[*]}"; exit 1; fi; \
+		echo "deps: installing Debian packages: $${missing[*]}"; \
+		$$sudo apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq "$${missing[@]}" >/dev/null; \
+	fi
+
+# Runs esbuild every time (under a second); npm ci only when the lock file
+# changed or node_modules is missing.
+web: $(WEB_MODULES)
+	cd $(WEB_DIR) && node build.mjs
+
+$(WEB_MODULES): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is required to build the web client: run make deps"; exit 1; }
+	cd $(WEB_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -52,7 +81,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-test-go:
+test-go: web
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 test: deps worker lint test-go worker-check

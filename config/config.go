@@ -36,14 +36,24 @@ const workerBinEnvAlias = "MEDIASOUP_WORKER_BIN"
 
 // Config is the complete server configuration.
 type Config struct {
-	Listen    string          `yaml:"listen"`   // HTTP + WebSocket listen address, default ":4443"
-	TLSCert   string          `yaml:"tlsCert"`  // default ""; with TLSKey serves HTTPS/WSS
-	TLSKey    string          `yaml:"tlsKey"`   // default ""
-	LogLevel  string          `yaml:"logLevel"` // debug|info|warn|error, default "info"
-	WebDir    string          `yaml:"webDir"`   // static web client served at /, default "web/dist"
-	Worker    WorkerConfig    `yaml:"worker"`
-	Signaling SignalingConfig `yaml:"signaling"`
-	Room      RoomConfig      `yaml:"room"`
+	Listen   string `yaml:"listen"`   // HTTP + WebSocket listen address, default ":4443"
+	TLSCert  string `yaml:"tlsCert"`  // default ""; with TLSKey serves HTTPS/WSS
+	TLSKey   string `yaml:"tlsKey"`   // default ""
+	LogLevel string `yaml:"logLevel"` // debug|info|warn|error, default "info"
+	WebDir   string `yaml:"webDir"`   // static web client served at /, default "web/dist"
+	// DrainGrace: on SIGTERM/SIGINT the server stops admitting peers and
+	// lets the rooms run this long (or until they are empty) before it closes
+	// them. Default 10s.
+	DrainGrace Duration `yaml:"drainGrace"`
+	// AuthSecret turns auth on: WebSocket peers and the broadcaster API need
+	// an HS256 JWT signed with it, /admin an admin token. "" = off (default).
+	AuthSecret string `yaml:"authSecret"`
+	// AllowedOrigins: browser Origins allowed to open the WebSocket
+	// (e.g. https://app.example.com); empty = any (default).
+	AllowedOrigins StringList      `yaml:"allowedOrigins"`
+	Worker         WorkerConfig    `yaml:"worker"`
+	Signaling      SignalingConfig `yaml:"signaling"`
+	Room           RoomConfig      `yaml:"room"`
 }
 
 // SignalingConfig bounds what one WebSocket connection may cost.
@@ -69,22 +79,27 @@ type RoomConfig struct {
 
 // WorkerConfig configures the mediasoup-worker processes and their WebRtcServers.
 type WorkerConfig struct {
-	Bin              string   `yaml:"bin"`              // path of mediasoup-worker; "" = look it up (default "")
-	Count            int      `yaml:"count"`            // number of workers; 0 = one per CPU (default 0)
-	RtcPort          int      `yaml:"rtcPort"`          // first WebRtcServer port; worker i listens UDP+TCP on rtcPort+i (default 44444)
-	ListenIP         string   `yaml:"listenIp"`         // IP the WebRtcServers bind (default "127.0.0.1")
-	AnnouncedAddress string   `yaml:"announcedAddress"` // IP or hostname put in ICE candidates (default "")
-	LogLevel         string   `yaml:"logLevel"`         // the worker's own log level: debug|warn|error|none (default "warn")
-	RespawnMinDelay  Duration `yaml:"respawnMinDelay"`  // first respawn backoff (default 100ms)
-	RespawnMaxDelay  Duration `yaml:"respawnMaxDelay"`  // backoff cap (default 10s)
+	Bin              string `yaml:"bin"`              // path of mediasoup-worker; "" = look it up (default "")
+	Count            int    `yaml:"count"`            // number of workers; 0 = one per CPU (default 0)
+	RtcPort          int    `yaml:"rtcPort"`          // first WebRtcServer port; worker i listens UDP+TCP on rtcPort+i (default 44444)
+	ListenIP         string `yaml:"listenIp"`         // IP the WebRtcServers bind (default "127.0.0.1")
+	AnnouncedAddress string `yaml:"announcedAddress"` // IP or hostname put in ICE candidates (default ""; auto-detected when listenIp is 0.0.0.0 or ::)
+	// ListenInfos, when not empty, replaces listenIp/announcedAddress: one
+	// entry per address the WebRtcServers bind, each with its own announced
+	// address (default: none).
+	ListenInfos     ListenInfos `yaml:"listenInfos"`
+	LogLevel        string      `yaml:"logLevel"`        // the worker's own log level: debug|warn|error|none (default "warn")
+	RespawnMinDelay Duration    `yaml:"respawnMinDelay"` // first respawn backoff (default 100ms)
+	RespawnMaxDelay Duration    `yaml:"respawnMaxDelay"` // backoff cap (default 10s)
 }
 
 // Default returns the built-in defaults.
 func Default() Config {
 	return Config{
-		Listen:   ":4443",
-		LogLevel: "info",
-		WebDir:   "web/dist",
+		Listen:     ":4443",
+		LogLevel:   "info",
+		WebDir:     "web/dist",
+		DrainGrace: Duration(10 * time.Second),
 		Worker: WorkerConfig{
 			RtcPort:         44444,
 			ListenIP:        "127.0.0.1",
@@ -162,11 +177,15 @@ var flagSpecs = []struct{ name, key, usage string }{
 	{"tls-key", "tlsKey", "TLS private key `FILE`"},
 	{"log-level", "logLevel", "server log `LEVEL`: debug|info|warn|error"},
 	{"web-dir", "webDir", "`DIR` of the browser client served at / (built by make web)"},
+	{"drain-grace", "drainGrace", "on SIGTERM, let rooms run this `DURATION` before closing them (0s: close at once)"},
+	{"auth-secret", "authSecret", "HS256 `SECRET` (>= 32 bytes) that tokens are signed with; empty: auth off"},
+	{"allowed-origins", "allowedOrigins", "comma-separated `ORIGINS` allowed to open the WebSocket; empty: any"},
 	{"worker-bin", "worker.bin", "`PATH` of mediasoup-worker (empty: look it up)"},
 	{"workers", "worker.count", "number of workers `N` (0 = one per CPU)"},
 	{"rtc-port", "worker.rtcPort", "first WebRtcServer `PORT`; worker i listens UDP+TCP on PORT+i"},
 	{"listen-ip", "worker.listenIp", "`IP` the WebRtcServers bind"},
 	{"announced-ip", "worker.announcedAddress", "`ADDR` (IP or hostname) announced in ICE candidates"},
+	{"listen-infos", "worker.listenInfos", "`LIST` of [udp:|tcp:]IP[=ANNOUNCED][+internal], comma-separated; replaces -listen-ip/-announced-ip"},
 	{"worker-log-level", "worker.logLevel", "mediasoup-worker log `LEVEL`: debug|warn|error|none"},
 }
 
@@ -385,6 +404,10 @@ var (
 	workerLogLevels = []string{"debug", "warn", "error", "none"}
 )
 
+// MinAuthSecretLen is the shortest accepted authSecret: HS256 wants a key
+// of at least 256 bits.
+const MinAuthSecretLen = 32
+
 // maxWorkers is the largest accepted worker.count.
 const maxWorkers = 64
 
@@ -443,12 +466,12 @@ func (c Config) Validate() error {
 			bad("worker.rtcPort", "%d with %d workers needs ports up to %d (max 65535)", w.RtcPort, c.WorkerCount(), last)
 		}
 	}
+	// 0.0.0.0 / :: without an announced address is fine: the server
+	// announces an address of the host (config.AutoAnnounce) and logs it.
 	if ip := net.ParseIP(w.ListenIP); ip == nil {
 		bad("worker.listenIp", "%q is not an IP address", w.ListenIP)
-	} else if ip.IsUnspecified() && w.AnnouncedAddress == "" {
-		// The worker would put 0.0.0.0 / :: in its ICE candidates: no client can use that.
-		bad("worker.announcedAddress", "required when worker.listenIp is %s: set the IP or hostname clients reach this host by (-announced-ip)", w.ListenIP)
 	}
+	validateListenInfos(w.ListenInfos, bad)
 	if a := w.AnnouncedAddress; a != "" && net.ParseIP(a) == nil {
 		if msg := hostnameProblem(a); msg != "" {
 			bad("worker.announcedAddress", "%q %s", a, msg)
@@ -480,10 +503,34 @@ func (c Config) Validate() error {
 	} {
 		positive(key, v)
 	}
+	if c.DrainGrace < 0 {
+		bad("drainGrace", "%s must be >= 0", c.DrainGrace)
+	}
+	if c.AuthSecret != "" && len(c.AuthSecret) < MinAuthSecretLen {
+		bad("authSecret", "must be at least %d bytes (e.g. the output of `openssl rand -hex 32`)", MinAuthSecretLen)
+	}
+	for _, o := range c.AllowedOrigins {
+		if msg := originProblem(o); msg != "" {
+			bad("allowedOrigins", "%q %s", o, msg)
+		}
+	}
 	if sg.PongTimeout <= sg.PingInterval {
 		bad("signaling.pongTimeout", "%s must be longer than signaling.pingInterval (%s)", sg.PongTimeout, sg.PingInterval)
 	}
 	return errors.Join(errs...)
+}
+
+// originProblem returns why o is not an Origin as browsers send it
+// (scheme://host[:port], no path), or "".
+func originProblem(o string) string {
+	scheme, rest, ok := strings.Cut(o, "://")
+	switch {
+	case !ok || scheme == "" || rest == "":
+		return "is not an origin (scheme://host[:port], e.g. https://app.example.com)"
+	case strings.ContainsAny(rest, "/?#@ "):
+		return "must be scheme://host[:port] without a path"
+	}
+	return ""
 }
 
 // hostnameProblem returns why h is not a plain DNS hostname, or "".

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"flag"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -127,6 +128,10 @@ func TestEnvNames(t *testing.T) {
 		"MEDIASOUP_SERVER_WORKER_LOG_LEVEL",
 		"MEDIASOUP_SERVER_WORKER_RESPAWN_MIN_DELAY",
 		"MEDIASOUP_SERVER_WORKER_RESPAWN_MAX_DELAY",
+		"MEDIASOUP_SERVER_WORKER_LISTEN_INFOS",
+		"MEDIASOUP_SERVER_DRAIN_GRACE",
+		"MEDIASOUP_SERVER_AUTH_SECRET",
+		"MEDIASOUP_SERVER_ALLOWED_ORIGINS",
 	} {
 		if !slices.Contains(names, want) {
 			t.Errorf("EnvNames() lacks %s; got %v", want, names)
@@ -159,8 +164,8 @@ func TestUpperSnake(t *testing.T) {
 
 // The flag names are a contract; each maps to a key and appears in the sample.
 func TestFlags(t *testing.T) {
-	want := []string{"announced-ip", "listen", "listen-ip", "log-level", "rtc-port",
-		"tls-cert", "tls-key", "web-dir", "worker-bin", "worker-log-level", "workers"}
+	want := []string{"allowed-origins", "announced-ip", "auth-secret", "drain-grace", "listen", "listen-infos",
+		"listen-ip", "log-level", "rtc-port", "tls-cert", "tls-key", "web-dir", "worker-bin", "worker-log-level", "workers"}
 	var got []string
 	sample := readSample(t)
 	for _, s := range flagSpecs {
@@ -428,7 +433,25 @@ func TestValidate(t *testing.T) {
 	}{
 		{"listen no port", func(c *Config) { c.Listen = "localhost" }, "listen"},
 		{"listen port out of range", func(c *Config) { c.Listen = ":65536" }, "listen"},
-		{"unspecified listen ip without announced address", func(c *Config) { c.Worker.ListenIP = "0.0.0.0" }, "worker.announcedAddress"},
+		{"unspecified listen ip without announced address ok (auto-detected)", func(c *Config) { c.Worker.ListenIP = "0.0.0.0" }, ""},
+		{"drainGrace negative", func(c *Config) { c.DrainGrace = Duration(-time.Second) }, "drainGrace"},
+		{"drainGrace zero ok", func(c *Config) { c.DrainGrace = 0 }, ""},
+		{"authSecret short", func(c *Config) { c.AuthSecret = "secret" }, "authSecret"},
+		{"authSecret ok", func(c *Config) { c.AuthSecret = strings.Repeat("k", 32) }, ""},
+		{"origin without scheme", func(c *Config) { c.AllowedOrigins = StringList{"example.com"} }, "allowedOrigins"},
+		{"origin with path", func(c *Config) { c.AllowedOrigins = StringList{"https://example.com/app"} }, "allowedOrigins"},
+		{"origins ok", func(c *Config) { c.AllowedOrigins = StringList{"https://example.com", "http://localhost:3000"} }, ""},
+		{"listenInfos bad ip", func(c *Config) { c.Worker.ListenInfos = ListenInfos{{IP: "host"}} }, "worker.listenInfos"},
+		{"listenInfos bad protocol", func(c *Config) { c.Worker.ListenInfos = ListenInfos{{IP: "0.0.0.0", Protocol: "sctp"}} }, "worker.listenInfos"},
+		{"listenInfos bad announced", func(c *Config) { c.Worker.ListenInfos = ListenInfos{{IP: "0.0.0.0", AnnouncedAddress: "a b"}} }, "worker.listenInfos"},
+		{"listenInfos duplicate", func(c *Config) {
+			c.Worker.ListenInfos = ListenInfos{{IP: "10.0.0.1"}, {IP: "10.0.0.1", Protocol: "tcp"}}
+		}, "worker.listenInfos"},
+		{"listenInfos internal without announced", func(c *Config) { c.Worker.ListenInfos = ListenInfos{{IP: "10.0.0.1", ExposeInternalIP: true}} }, "worker.listenInfos"},
+		{"listenInfos per protocol ok", func(c *Config) {
+			c.Worker.ListenInfos = ListenInfos{{IP: "0.0.0.0", Protocol: "udp", AnnouncedAddress: "203.0.113.7"},
+				{IP: "0.0.0.0", Protocol: "tcp"}, {IP: "::1"}}
+		}, ""},
 		{"listen port too big", func(c *Config) { c.Listen = ":70000" }, "listen"},
 		{"listen port name", func(c *Config) { c.Listen = ":https" }, "listen"},
 		{"listen bad host", func(c *Config) { c.Listen = "bad host:80" }, "listen"},
@@ -496,5 +519,124 @@ func TestValidate(t *testing.T) {
 	}
 	if _, err := Load([]string{"-rtc-port", "70000"}, env(nil)); err == nil || !strings.Contains(err.Error(), "worker.rtcPort") {
 		t.Errorf("Load with -rtc-port 70000: err = %v", err)
+	}
+}
+
+func TestListenInfosSyntax(t *testing.T) {
+	var l ListenInfos
+	if err := l.Set(" 0.0.0.0=203.0.113.7, tcp:10.0.0.5 ,UDP:::1=media.example.com+internal,"); err != nil {
+		t.Fatal(err)
+	}
+	want := ListenInfos{
+		{IP: "0.0.0.0", AnnouncedAddress: "203.0.113.7"},
+		{Protocol: "tcp", IP: "10.0.0.5"},
+		{Protocol: "udp", IP: "::1", AnnouncedAddress: "media.example.com", ExposeInternalIP: true},
+	}
+	if !reflect.DeepEqual(l, want) {
+		t.Fatalf("Set = %+v, want %+v", l, want)
+	}
+	if got := l.String(); got != "0.0.0.0=203.0.113.7,tcp:10.0.0.5,udp:::1=media.example.com+internal" {
+		t.Errorf("String = %q", got)
+	}
+	if err := l.Set("=1.2.3.4"); err == nil {
+		t.Error("entry without IP accepted")
+	}
+	if err := l.Set(""); err != nil || l != nil {
+		t.Errorf("Set(\"\") = %v, %v; want nil list", l, err)
+	}
+
+	// The same through env, flags and YAML (a sequence of mappings, or the flag syntax).
+	c, err := Load([]string{"-listen-infos", "tcp:10.0.0.5"}, env(map[string]string{
+		"MEDIASOUP_SERVER_WORKER_LISTEN_INFOS": "0.0.0.0=203.0.113.7", "MEDIASOUP_SERVER_ALLOWED_ORIGINS": "https://a.example, https://b.example"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.Worker.ListenInfos, ListenInfos{{Protocol: "tcp", IP: "10.0.0.5"}}) {
+		t.Errorf("flag over env: %+v", c.Worker.ListenInfos)
+	}
+	if !reflect.DeepEqual(c.AllowedOrigins, StringList{"https://a.example", "https://b.example"}) {
+		t.Errorf("allowedOrigins from env: %#v", c.AllowedOrigins)
+	}
+	file := writeFile(t, "cfg.yaml", `
+allowedOrigins: [https://a.example]
+worker:
+  listenInfos:
+    - {ip: 192.168.1.10, announcedAddress: 203.0.113.7, exposeInternalIp: true}
+    - ip: "::"
+      protocol: udp
+`)
+	c, err = Load([]string{"-config", file}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (ListenInfos{{IP: "192.168.1.10", AnnouncedAddress: "203.0.113.7", ExposeInternalIP: true}, {Protocol: "udp", IP: "::"}}); !reflect.DeepEqual(c.Worker.ListenInfos, want) {
+		t.Errorf("yaml listenInfos = %+v, want %+v", c.Worker.ListenInfos, want)
+	}
+	if !reflect.DeepEqual(c.AllowedOrigins, StringList{"https://a.example"}) {
+		t.Errorf("yaml allowedOrigins = %#v", c.AllowedOrigins)
+	}
+	bad := writeFile(t, "bad.yaml", "worker:\n  listenInfos:\n    - {ip: 10.0.0.1, announced: x}\n")
+	if _, err := Load([]string{"-config", bad}, env(nil)); err == nil || !strings.Contains(err.Error(), "announced") {
+		t.Errorf("unknown listen info key: err = %v", err)
+	}
+}
+
+func TestEffectiveListenInfos(t *testing.T) {
+	c := Default()
+	c.Worker.ListenIP, c.Worker.AnnouncedAddress = "0.0.0.0", "203.0.113.7"
+	if got := c.EffectiveListenInfos(); !reflect.DeepEqual(got, []ListenInfo{{IP: "0.0.0.0", AnnouncedAddress: "203.0.113.7"}}) {
+		t.Errorf("from listenIp: %+v", got)
+	}
+	c.Worker.ListenInfos = ListenInfos{{IP: "10.0.0.1", Protocol: "udp"}}
+	if got := c.EffectiveListenInfos(); !reflect.DeepEqual(got, []ListenInfo{{IP: "10.0.0.1", Protocol: "udp"}}) {
+		t.Errorf("listenInfos win: %+v", got)
+	}
+}
+
+func TestAutoAnnounce(t *testing.T) {
+	cidr := func(s string) net.Addr {
+		ip, n, err := net.ParseCIDR(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.IP = ip
+		return n
+	}
+	host := func() ([]net.Addr, error) {
+		return []net.Addr{cidr("127.0.0.1/8"), cidr("::1/128"), cidr("fe80::1/64"), cidr("169.254.1.1/16"),
+			cidr("192.168.1.10/24"), cidr("2001:db8::10/64"), cidr("10.0.0.5/8")}, nil
+	}
+	in := []ListenInfo{
+		{IP: "0.0.0.0"},
+		{IP: "0.0.0.0", Protocol: "tcp", AnnouncedAddress: "media.example.com"},
+		{IP: "::", Protocol: "udp"},
+		{IP: "127.0.0.1"},
+	}
+	out, notes, err := AutoAnnounce(in, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ListenInfo{
+		{IP: "0.0.0.0", AnnouncedAddress: "192.168.1.10"},
+		{IP: "0.0.0.0", Protocol: "tcp", AnnouncedAddress: "media.example.com"},
+		{IP: "::", Protocol: "udp", AnnouncedAddress: "2001:db8::10"},
+		{IP: "127.0.0.1"},
+	}
+	if !reflect.DeepEqual(out, want) {
+		t.Errorf("AutoAnnounce = %+v, want %+v", out, want)
+	}
+	if len(notes) != 2 || notes[0] != (Announcement{"0.0.0.0", "192.168.1.10"}) {
+		t.Errorf("notes = %+v", notes)
+	}
+	if in[0].AnnouncedAddress != "" {
+		t.Error("AutoAnnounce changed its input")
+	}
+	loopbackOnly := func() ([]net.Addr, error) { return []net.Addr{cidr("127.0.0.1/8")}, nil }
+	if _, _, err := AutoAnnounce([]ListenInfo{{IP: "0.0.0.0"}}, loopbackOnly); err == nil || !strings.Contains(err.Error(), "announcedAddress") {
+		t.Errorf("no usable address: err = %v", err)
+	}
+	// Nothing to detect: the host's addresses are not even listed.
+	if _, notes, err := AutoAnnounce([]ListenInfo{{IP: "127.0.0.1"}}, func() ([]net.Addr, error) { panic("listed") }); err != nil || notes != nil {
+		t.Errorf("no unspecified IP: %v %v", notes, err)
 	}
 }

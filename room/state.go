@@ -50,6 +50,16 @@ func (r *Room) ID() string { return r.id }
 // Router is the room's router (with the worker it lives on).
 func (r *Room) Router() *worker.Router { return r.router }
 
+// ReadyRouters is Routers once the room is set up, or nil while it is
+// still being created (or failed to be): unlike Router and Routers, it is
+// safe to call on any room listed by Manager.Rooms (the admin view does).
+func (r *Room) ReadyRouters() []*worker.Router {
+	if !r.isReady() {
+		return nil
+	}
+	return r.Routers()
+}
+
 func (r *Room) init(ctx context.Context) error {
 	router, err := r.m.pool.CreateRouterExcept(ctx, r.routerOptions(), nil)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -32,12 +33,19 @@ type Options struct {
 	Logger  *zap.Logger
 	Version string // mediasoup worker version: /healthz and the mediasoup-version notification
 	WebDir  string // static web client served at / ("" or missing: a one-line text answer)
+	// Auth, when not nil, requires tokens (see Claims): ?token= on the
+	// WebSocket, "Authorization: Bearer" on the broadcaster API and /admin/.
+	// A refused request gets 401 (403: a valid token that does not grant
+	// it) with a one-line reason, before any upgrade.
+	Auth *Auth
 }
 
 // Handler is the server's HTTP handler.
 type Handler struct {
 	http.Handler
 	sessions sync.WaitGroup // peer connections not yet fully closed
+	draining atomic.Bool
+	metrics  *metrics
 }
 
 // Wait blocks until every peer connection has ended and released its peer,
@@ -48,16 +56,30 @@ func (h *Handler) Wait(ctx context.Context) error {
 }
 
 // NewHandler returns the server's HTTP handler: the WebSocket room protocol
-// at /?roomId=&peerId=, and /healthz.
+// at /?roomId=&peerId=, the broadcaster API under /rooms/, /healthz (alive),
+// /readyz (ready for new peers), /metrics (Prometheus), /admin/rooms, and
+// the static web client.
 func NewHandler(opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
 	h := &Handler{}
+	h.metrics = newMetrics(opts, h.Draining)
 	mux := http.NewServeMux()
 	h.Handler = mux
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeHealth(w, opts)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		h.writeReady(w, opts)
+	})
+	mux.Handle("GET /metrics", h.metrics.handler())
+	mux.HandleFunc("GET /admin/rooms", func(w http.ResponseWriter, r *http.Request) {
+		if err := opts.Auth.checkAdmin(r); err != nil {
+			refuse(w, err)
+			return
+		}
+		h.writeAdminRooms(w, opts.Rooms)
 	})
 	var web http.Handler
 	if st, err := os.Stat(opts.WebDir); opts.WebDir != "" && err == nil && st.IsDir() {
@@ -67,11 +89,25 @@ func NewHandler(opts Options) *Handler {
 	}
 	var ws http.Handler
 	if opts.Rooms != nil {
-		mountBroadcasters(mux, opts)
+		// The broadcaster routes live on a mux of their own so that auth
+		// and drain wrap the whole /rooms/ subtree.
+		bmux := http.NewServeMux()
+		mountBroadcasters(bmux, opts)
+		mux.Handle("/rooms/", h.guardBroadcasters(bmux, opts.Auth))
 		ws = NewWebSocketHandler(h.acceptPeer(opts), opts.Limits, opts.Logger)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if ws != nil && (r.URL.Query().Has("roomId") || r.URL.Query().Has("peerId") || websocket.IsWebSocketUpgrade(r)) {
+		// A page load with ?roomId= gets the web client; an upgrade (or, with no web
+		// client, anything naming a room) gets the protocol and its 400/403 answers.
+		if ws != nil && (websocket.IsWebSocketUpgrade(r) || web == nil && (r.URL.Query().Has("roomId") || r.URL.Query().Has("peerId"))) {
+			if h.Draining() {
+				httpError(w, errDraining.Code, errDraining.Reason)
+				return
+			}
+			if err := opts.Auth.checkPeer(r); err != nil {
+				refuse(w, err)
+				return
+			}
 			ws.ServeHTTP(w, r)
 			return
 		}
@@ -89,18 +125,43 @@ func NewHandler(opts Options) *Handler {
 	return h
 }
 
+// guardBroadcasters wraps the broadcaster API: its token check (when auth
+// is on), and while draining no new broadcaster (503); those already in
+// rooms go on until the rooms close.
+func (h *Handler) guardBroadcasters(next http.Handler, auth *Auth) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.Draining() {
+			if _, _, create, ok := broadcasterPath(r); ok && create {
+				httpError(w, errDraining.Code, errDraining.Reason)
+				return
+			}
+		}
+		if err := auth.checkBroadcaster(r); err != nil {
+			refuse(w, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // acceptPeer admits a connecting peer into its room.
 func (h *Handler) acceptPeer(opts Options) AcceptFunc {
 	log := opts.Logger
 	return func(c *Conn, roomID, peerID string, r *http.Request) (Session, error) {
+		pc := peerConn{Conn: c, m: h.metrics}
 		// First frame on the socket, before any response (PROTOCOL.md §1).
-		_ = c.Notify("mediasoup-version", map[string]string{"version": opts.Version})
-		p, err := opts.Rooms.Connect(r.Context(), roomID, peerID, c)
+		_ = pc.Notify("mediasoup-version", map[string]string{"version": opts.Version})
+		p, err := opts.Rooms.Connect(r.Context(), roomID, peerID, pc)
 		if err != nil {
 			return nil, err
 		}
 		h.sessions.Add(1)
-		return &session{conn: c, rooms: opts.Rooms, peer: p, release: h.sessions.Done,
+		h.metrics.connOpened()
+		return &session{conn: c, pc: pc, rooms: opts.Rooms, peer: p, draining: h.Draining, metrics: h.metrics,
+			release: func() {
+				h.metrics.connClosed()
+				h.sessions.Done()
+			},
 			log: log.With(zap.String("room", roomID), zap.String("peer", peerID))}, nil
 	}
 }

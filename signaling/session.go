@@ -3,7 +3,9 @@ package signaling
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"sync"
+	"time"
 
 	"github.com/mediasoup-server/mediasoup-server/room"
 	"go.uber.org/zap"
@@ -11,10 +13,13 @@ import (
 
 // session binds one WebSocket connection to its peer in a room.
 type session struct {
-	conn    *Conn
-	rooms   *room.Manager
-	log     *zap.Logger
-	release func() // called once the connection is gone and the peer freed
+	conn     *Conn
+	pc       room.PeerConn // conn as the rooms see it (counted by metrics)
+	rooms    *room.Manager
+	log      *zap.Logger
+	release  func()      // called once the connection is gone and the peer freed
+	draining func() bool // true: join is refused with 503
+	metrics  *metrics
 
 	mu   sync.Mutex
 	peer *room.Peer
@@ -26,10 +31,27 @@ func (s *session) current() *room.Peer {
 	return s.peer
 }
 
-// HandleRequest dispatches one client request through the handlers table.
-func (s *session) HandleRequest(ctx context.Context, method string, data json.RawMessage) (any, error) {
+// HandleRequest dispatches one client request through the handlers table,
+// counting it by method and response code and timing it.
+func (s *session) HandleRequest(ctx context.Context, method string, data json.RawMessage) (res any, err error) {
+	start := time.Now()
+	code := http.StatusInternalServerError // stays so if the handler panics
+	defer func() { s.metrics.request(method, code, time.Since(start)) }()
+	res, err = s.dispatch(ctx, method, data)
+	if err != nil {
+		code, _ = ProtocolError(err)
+	} else {
+		code = http.StatusOK
+	}
+	return res, err
+}
+
+func (s *session) dispatch(ctx context.Context, method string, data json.RawMessage) (any, error) {
 	if method == "leaveRoom" {
 		return s.leaveRoom(ctx)
+	}
+	if method == "join" && s.draining != nil && s.draining() {
+		return nil, errDraining
 	}
 	h, ok := handlers[method]
 	if !ok {
@@ -59,7 +81,11 @@ func (s *session) leaveRoom(ctx context.Context) (any, error) {
 	if old != nil {
 		old.Close()
 	}
-	p, err := s.rooms.Connect(ctx, s.conn.RoomID(), s.conn.PeerID(), s.conn)
+	pc := s.pc
+	if pc == nil {
+		pc = s.conn
+	}
+	p, err := s.rooms.Connect(ctx, s.conn.RoomID(), s.conn.PeerID(), pc)
 	if err != nil {
 		return nil, err
 	}

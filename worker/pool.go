@@ -34,6 +34,10 @@ type Options struct {
 	ListenIP         string // IP the WebRtcServers bind (default 127.0.0.1)
 	AnnouncedAddress string // address put in ICE candidates (default: none, ListenIP is used)
 	LogLevel         string // the worker's own log level (default warn)
+	// ListenInfos, when not empty, replaces ListenIP/AnnouncedAddress: every
+	// address each WebRtcServer binds (on its RtcPort+i), with its own
+	// announced address.
+	ListenInfos []ListenInfo
 
 	RespawnMinDelay time.Duration // first respawn delay (default 100ms)
 	RespawnMaxDelay time.Duration // backoff cap (default 10s)
@@ -42,6 +46,14 @@ type Options struct {
 	StableAfter time.Duration
 
 	Logger *zap.Logger // default: a no-op logger
+}
+
+// ListenInfo is one address a WebRtcServer binds.
+type ListenInfo struct {
+	Protocol         string // "udp", "tcp", or "" for both
+	IP               string
+	AnnouncedAddress string // put in ICE candidates instead of IP
+	ExposeInternalIP bool   // also offer IP when AnnouncedAddress is set
 }
 
 // State of one worker slot.
@@ -172,8 +184,7 @@ func New(opts Options) (*Pool, error) {
 		}
 	}
 	p.log.Info("worker pool started", zap.Int("workers", opts.Count), zap.String("bin", opts.Bin),
-		zap.String("listenIp", opts.ListenIP), zap.String("announcedAddress", opts.AnnouncedAddress),
-		zap.Int("rtcPort", opts.RtcPort))
+		zap.String("listen", p.listenDesc()), zap.Int("rtcPort", opts.RtcPort))
 	return p, nil
 }
 
@@ -410,23 +421,10 @@ func (w *Worker) spawn() error {
 	if err != nil {
 		return fmt.Errorf("start %s: %w", p.opts.Bin, err)
 	}
-	listen := func(proto mediasoup.TransportProtocol) *mediasoup.TransportListenInfo {
-		return &mediasoup.TransportListenInfo{
-			Protocol:         proto,
-			Ip:               p.opts.ListenIP,
-			AnnouncedAddress: p.opts.AnnouncedAddress,
-			Port:             uint16(w.port),
-		}
-	}
-	server, err := ms.CreateWebRtcServer(&mediasoup.WebRtcServerOptions{
-		ListenInfos: []*mediasoup.TransportListenInfo{
-			listen(mediasoup.TransportProtocolUDP),
-			listen(mediasoup.TransportProtocolTCP),
-		},
-	})
+	server, err := ms.CreateWebRtcServer(&mediasoup.WebRtcServerOptions{ListenInfos: p.listenInfos(w.port)})
 	if err != nil {
 		terminate(ms.Pid())
-		return fmt.Errorf("WebRtcServer on %s:%d: %w", p.opts.ListenIP, w.port, err)
+		return fmt.Errorf("WebRtcServer on port %d (%s): %w", w.port, p.listenDesc(), err)
 	}
 
 	w.mu.Lock()
@@ -445,6 +443,44 @@ func (w *Worker) spawn() error {
 	ms.OnClose(func(context.Context) { w.onClose(ms, gen) })
 	p.log.Info("worker started", zap.Int("index", w.index), zap.Int("pid", ms.Pid()), zap.Int("rtcPort", w.port))
 	return nil
+}
+
+// listenInfos are the WebRtcServer's sockets on port: UDP before TCP for
+// each address (Options.ListenInfos, else ListenIP/AnnouncedAddress).
+func (p *Pool) listenInfos(port int) []*mediasoup.TransportListenInfo {
+	infos := p.opts.ListenInfos
+	if len(infos) == 0 {
+		infos = []ListenInfo{{IP: p.opts.ListenIP, AnnouncedAddress: p.opts.AnnouncedAddress}}
+	}
+	var out []*mediasoup.TransportListenInfo
+	for _, in := range infos {
+		for _, proto := range []mediasoup.TransportProtocol{mediasoup.TransportProtocolUDP, mediasoup.TransportProtocolTCP} {
+			if in.Protocol != "" && !strings.EqualFold(in.Protocol, string(proto)) {
+				continue
+			}
+			out = append(out, &mediasoup.TransportListenInfo{
+				Protocol:         proto,
+				Ip:               in.IP,
+				AnnouncedAddress: in.AnnouncedAddress,
+				ExposeInternalIp: in.ExposeInternalIP && in.AnnouncedAddress != "",
+				Port:             uint16(port),
+			})
+		}
+	}
+	return out
+}
+
+// listenDesc describes the listen infos: "udp:IP[=ANNOUNCED],tcp:…".
+func (p *Pool) listenDesc() string {
+	var parts []string
+	for _, in := range p.listenInfos(0) {
+		s := string(in.Protocol) + ":" + in.Ip
+		if in.AnnouncedAddress != "" {
+			s += "=" + in.AnnouncedAddress
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, ",")
 }
 
 // account keeps the slot's load counters in step with the worker's objects.

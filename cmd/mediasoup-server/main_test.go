@@ -35,8 +35,14 @@ type server struct {
 
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
+	return startServerEnv(t, nil, args...)
+}
+
+// startServerEnv starts the server with extra environment variables.
+func startServerEnv(t *testing.T, env []string, args ...string) *server {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "MEDIASOUP_SERVER_TEST_MAIN=1")
+	cmd.Env = append(append(os.Environ(), "MEDIASOUP_SERVER_TEST_MAIN=1"), env...)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -102,6 +108,7 @@ func TestServerServesHealthAndExitsCleanlyOnSIGTERM(t *testing.T) {
 		"-rtc-port", fmt.Sprint(rtcPort),
 		"-listen-ip", "127.0.0.1",
 		"-worker-bin", testutil.WorkerBin(t),
+		"-drain-grace", "0s",
 		"-log-level", "info")
 	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 
