@@ -75,6 +75,8 @@ type RoomConfig struct {
 	MaxProducersPerPeer     int      `yaml:"maxProducersPerPeer"`     // (default 32)
 	MaxDataProducersPerPeer int      `yaml:"maxDataProducersPerPeer"` // (default 32)
 	IceDisconnectGrace      Duration `yaml:"iceDisconnectGrace"`      // ICE disconnected this long frees the peer (default 30s)
+	RouterConsumerBudget    int      `yaml:"routerConsumerBudget"`    // consumers a room's router holds before the room takes another worker (default 400)
+	MaxWorkers              int      `yaml:"maxWorkers"`              // workers one room may spread over; 0 = all, 1 = never spread (default 0)
 }
 
 // WorkerConfig configures the mediasoup-worker processes and their WebRtcServers.
@@ -123,6 +125,7 @@ func Default() Config {
 			MaxProducersPerPeer:     32,
 			MaxDataProducersPerPeer: 32,
 			IceDisconnectGrace:      Duration(30 * time.Second),
+			RouterConsumerBudget:    400,
 		},
 	}
 }
@@ -177,6 +180,7 @@ var flagSpecs = []struct{ name, key, usage string }{
 	{"tls-key", "tlsKey", "TLS private key `FILE`"},
 	{"log-level", "logLevel", "server log `LEVEL`: debug|info|warn|error"},
 	{"web-dir", "webDir", "`DIR` of the browser client served at / (built by make web)"},
+	{"router-consumer-budget", "room.routerConsumerBudget", "consumers `N` a room's router holds before the room spreads to another worker"},
 	{"drain-grace", "drainGrace", "on SIGTERM, let rooms run this `DURATION` before closing them (0s: close at once)"},
 	{"auth-secret", "authSecret", "HS256 `SECRET` (>= 32 bytes) that tokens are signed with; empty: auth off"},
 	{"allowed-origins", "allowedOrigins", "comma-separated `ORIGINS` allowed to open the WebSocket; empty: any"},
@@ -499,7 +503,7 @@ func (c Config) Validate() error {
 		"signaling.pongTimeout": int64(sg.PongTimeout), "signaling.serverRequestTimeout": int64(sg.ServerRequestTimeout),
 		"room.maxPeers": int64(rm.MaxPeers), "room.maxTransportsPerPeer": int64(rm.MaxTransportsPerPeer),
 		"room.maxProducersPerPeer": int64(rm.MaxProducersPerPeer), "room.maxDataProducersPerPeer": int64(rm.MaxDataProducersPerPeer),
-		"room.iceDisconnectGrace": int64(rm.IceDisconnectGrace),
+		"room.iceDisconnectGrace": int64(rm.IceDisconnectGrace), "room.routerConsumerBudget": int64(rm.RouterConsumerBudget),
 	} {
 		positive(key, v)
 	}
@@ -513,6 +517,9 @@ func (c Config) Validate() error {
 		if msg := originProblem(o); msg != "" {
 			bad("allowedOrigins", "%q %s", o, msg)
 		}
+	}
+	if rm.MaxWorkers < 0 {
+		bad("room.maxWorkers", "%d must be >= 0 (0 = all workers)", rm.MaxWorkers)
 	}
 	if sg.PongTimeout <= sg.PingInterval {
 		bad("signaling.pongTimeout", "%s must be longer than signaling.pingInterval (%s)", sg.PongTimeout, sg.PingInterval)

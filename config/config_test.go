@@ -165,7 +165,7 @@ func TestUpperSnake(t *testing.T) {
 // The flag names are a contract; each maps to a key and appears in the sample.
 func TestFlags(t *testing.T) {
 	want := []string{"allowed-origins", "announced-ip", "auth-secret", "drain-grace", "listen", "listen-infos",
-		"listen-ip", "log-level", "rtc-port", "tls-cert", "tls-key", "web-dir", "worker-bin", "worker-log-level", "workers"}
+		"listen-ip", "log-level", "router-consumer-budget", "rtc-port", "tls-cert", "tls-key", "web-dir", "worker-bin", "worker-log-level", "workers"}
 	var got []string
 	sample := readSample(t)
 	for _, s := range flagSpecs {

@@ -187,10 +187,14 @@ var (
 	descConsumers     = prometheus.NewDesc(metricsNamespace+"_consumers", "Consumers of all peers.", nil, nil)
 	descDataProducers = prometheus.NewDesc(metricsNamespace+"_data_producers", "Data producers of all peers.", nil, nil)
 	descDataConsumers = prometheus.NewDesc(metricsNamespace+"_data_consumers", "Data consumers of all peers.", nil, nil)
+	descRoomRouters   = prometheus.NewDesc(metricsNamespace+"_room_routers",
+		"Routers (one per worker used) of the rooms, summed; above the number of rooms when rooms spread.", nil, nil)
+	descPipes = prometheus.NewDesc(metricsNamespace+"_pipes",
+		"Producers and data producers piped between the routers of a room.", nil, nil)
 )
 
 func (c *roomsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRooms, descPeers, descTransports, descProducers, descConsumers,
+	for _, d := range []*prometheus.Desc{descRooms, descPeers, descTransports, descProducers, descConsumers, descRoomRouters, descPipes,
 		descDataProducers, descDataConsumers} {
 		ch <- d
 	}
@@ -198,9 +202,11 @@ func (c *roomsCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *roomsCollector) Collect(ch chan<- prometheus.Metric) {
 	rooms := c.rooms.Rooms()
-	var joined, waiting int
+	var joined, waiting, routers, pipes int
 	var sum room.Counts
 	for _, r := range rooms {
+		routers += len(r.ReadyRouters())
+		pipes += r.Pipes()
 		for _, p := range r.Peers() {
 			_, j, n := p.Snapshot()
 			if j {
@@ -226,6 +232,8 @@ func (c *roomsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descConsumers, sum.Consumers)
 	gauge(descDataProducers, sum.DataProducers)
 	gauge(descDataConsumers, sum.DataConsumers)
+	gauge(descRoomRouters, routers)
+	gauge(descPipes, pipes)
 }
 
 // workersCollector reports each worker slot: up, restarts, routers, and the

@@ -1,6 +1,9 @@
 package signaling_test
 
 import (
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,6 +41,10 @@ func TestRoomSpreadsOverWorkers(t *testing.T) {
 	}
 	if rm.Pipes() == 0 {
 		t.Fatal("no pipe for a consumer on the other worker")
+	}
+	metrics := scrape(t, e.url)
+	if !strings.Contains(metrics, "mediasoup_server_room_routers 2\n") || strings.Contains(metrics, "mediasoup_server_pipes 0\n") {
+		t.Fatalf("metrics do not show the spread room:\n%s", grepLines(metrics, "room_routers", "pipes"))
 	}
 
 	// The other way: c's producer (second worker) reaches a and b (first).
@@ -82,4 +89,31 @@ func TestRoomSpreadsOverWorkers(t *testing.T) {
 			t.Fatalf("worker %d still holds %d routers, %d transports", in.Index, in.Routers, in.Transports)
 		}
 	}
+}
+
+func scrape(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func grepLines(text string, subs ...string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		for _, s := range subs {
+			if strings.Contains(l, s) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }

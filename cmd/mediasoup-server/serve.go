@@ -55,6 +55,8 @@ func serve(cfg config.Config, log *zap.Logger) error {
 		MaxProducersPerPeer:     rc.MaxProducersPerPeer,
 		MaxDataProducersPerPeer: rc.MaxDataProducersPerPeer,
 		IceDisconnectGrace:      rc.IceDisconnectGrace.D(),
+		RouterConsumerBudget:    rc.RouterConsumerBudget,
+		MaxWorkersPerRoom:       rc.MaxWorkers,
 		ServerRequestTimeout:    sg.ServerRequestTimeout.D(),
 		// Broadcasters' plain RTP transports use the first listen address.
 		PlainListenIP:         listen[0].IP,
