@@ -26,11 +26,7 @@ func TestUnansweredNewConsumerLeavesNoConsumer(t *testing.T) {
 	// After the timeout the consumer is gone from the worker and from b.
 	testutil.Eventually(t, 5*time.Second, func() bool { return consumersOn(t, e, "silent") == 0 },
 		"an unanswered consumer stayed on the server")
-	for _, p := range e.rooms.Room("silent").Peers() {
-		if _, _, c := p.Snapshot(); c.Consumers != 0 {
-			t.Fatalf("peer %s still holds %d consumers", p.ID(), c.Consumers)
-		}
-	}
+	noPeerConsumers(t, e, "silent")
 }
 
 func TestPerPeerAndPerRoomLimits(t *testing.T) {

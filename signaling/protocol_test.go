@@ -410,11 +410,7 @@ func TestRejectedNewConsumerLeavesNoConsumer(t *testing.T) {
 	testutil.Eventually(t, 3*time.Second, func() bool {
 		return consumersOn(t, e, "rej") == 0
 	}, "a rejected consumer stayed on the server")
-	for _, p := range e.rooms.Room("rej").Peers() {
-		if _, _, c := p.Snapshot(); c.Consumers != 0 {
-			t.Fatalf("peer %s still holds %d consumers", p.ID(), c.Consumers)
-		}
-	}
+	noPeerConsumers(t, e, "rej")
 }
 
 // consumersOn counts the consumers the room's router holds in the worker.
@@ -570,3 +566,17 @@ func TestWorkerDeathClosesOnlyItsRoomsAndPeersReconnect(t *testing.T) {
 }
 
 func killPid(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
+
+// noPeerConsumers waits until no peer of the room holds a consumer (the
+// worker drops a closed consumer just before the room forgets it).
+func noPeerConsumers(t *testing.T, e *env, roomID string) {
+	t.Helper()
+	testutil.Eventually(t, 3*time.Second, func() bool {
+		for _, p := range e.rooms.Room(roomID).Peers() {
+			if _, _, c := p.Snapshot(); c.Consumers != 0 {
+				return false
+			}
+		}
+		return true
+	}, "a peer of room %s still holds consumers", roomID)
+}
