@@ -1,8 +1,8 @@
 // Package client is a Go client for the room server's signaling protocol: the
 // protoo protocol of the mediasoup demo, spoken over one WebSocket per peer
 // (see PROTOCOL.md in the shared docs). Integration tests, bots and the load
-// generator use it to talk to the server; WebRTC media is layered on top of it
-// elsewhere.
+// generator use it to talk to the server. Conn is the signaling connection;
+// Peer (Join) adds real WebRTC media on top of it, see "Media" below.
 //
 // # Connecting
 //
@@ -86,4 +86,64 @@
 // connection is gone for whatever reason; then CloseCode tells the close code
 // the server sent (4000 when the server closed the peer on purpose: kicked,
 // room closed, shutdown) and Err tells why the connection ended.
+//
+// # Media
+//
+// Join connects and joins a room as a full WebRTC participant, for bots,
+// recorders and load tests. It does what mediasoup-client does in a browser:
+// getRouterRtpCapabilities, createWebRtcTransport for sending and receiving
+// (with sctpCapabilities when JoinOptions.Data), join with the client's RTP
+// capabilities; it accepts newConsumer and newDataConsumer by itself and
+// connects each transport (connectWebRtcTransport) on first use:
+//
+//	p, err := client.Join(ctx, "ws://127.0.0.1:4443", "room1", "bot1", client.JoinOptions{
+//		DisplayName: "Bot 1", Produce: true, Consume: true, Data: true,
+//	})
+//	if err != nil { ... }
+//	defer p.Close()
+//	p.OnConsumer(func(c *client.Consumer) {
+//		c.OnRTP(func(pkt *rtp.Packet) { ... }) // or poll c.Stats()
+//	})
+//	p.OnDataMessage(func(from, label string, msg []byte) { ... })
+//	audio, err := p.ProduceAudio(ctx, client.AudioOptions{})
+//	video, err := p.ProduceVideo(ctx, client.VideoOptions{Simulcast: true})
+//	chat, err := p.ProduceData(ctx, "chat", true)
+//	err = chat.SendText("hello")
+//	err = video.Pause(ctx) // Resume, Close; consumers: Pause, Resume, SetPreferredLayers
+//	err = p.RestartIce(ctx)
+//	err = p.Leave(ctx)
+//
+// The media is synthetic: Opus-framed audio packets every 20 ms carrying a
+// loud (or, with AudioOptions.Silent, silent) ssrc-audio-level header
+// extension, so the room's active speaker detection works; VP8 video with real
+// payload descriptors and key frame headers, a key frame on start, every 2 s
+// and on every PLI/FIR, optionally as a 3-layer simulcast (rids r0, r1, r2).
+// The payloads are not decodable; each carries a record (sequence, layer,
+// send time) that ParseSyntheticPayload reads back and checks byte for byte,
+// e.g. to measure delivery and one-way delay.
+//
+// Each mediasoup transport is one pion PeerConnection driven with SDP built
+// from mediasoup's parameters, as mediasoup-client's Unified Plan handlers
+// do. On the sending transport pion offers (one sendonly m-section per
+// producer, the simulcast encodings as rids, an m=application section for
+// data channels) and the answer is built from the transport's ICE, DTLS and
+// SCTP parameters and the router's codecs and header extensions; the
+// producer's rtpParameters (payload type pion sends, SSRCs and rids, mid,
+// header extensions, CNAME) are read back from the negotiation. On the
+// receiving transport the offer is built from the consumers' rtpParameters
+// (one m-section per consumer: its mid, SSRC, CNAME, codecs) and pion
+// answers. mediasoup is ICE-lite; the client is the DTLS client on both
+// transports (a=setup:passive in the built answer, a=setup:active in pion's
+// answer) and says so in connectWebRtcTransport, with its fingerprint in upper
+// case. Data channels are negotiated (no DCEP) on explicit SCTP stream ids:
+// the next free one for a data producer, the data consumer's for a data
+// consumer. Unlike pion's ORTC API, a PeerConnection ignores the streams it
+// did not negotiate (mediasoup's bandwidth probation on SSRC 1234, RTCP XR)
+// and runs pion's interceptors: NACK, RTCP reports, transport-cc.
+//
+// Limits: Opus and VP8 only, without RTX or FEC; ICE over UDP/IPv4 only (no
+// TCP, no TURN); data producers cannot be closed alone (the protocol has no
+// closeDataProducer); closed producers and consumers leave inactive
+// m-sections behind, so a peer that churns through many of them renegotiates
+// ever longer SDPs.
 package client

@@ -648,6 +648,7 @@ func (p *Peer) Close() {
 	if r.peers[p.id] == p {
 		delete(r.peers, p.id)
 	}
+	r.closing++
 	transports := make([]*mediasoup.Transport, 0, len(p.transports))
 	for _, t := range p.transports {
 		transports = append(transports, t)
@@ -665,5 +666,10 @@ func (p *Peer) Close() {
 		}
 	}
 	p.log.Info("peer left", zap.Bool("joined", wasJoined))
+	r.mu.Lock()
+	r.closing--
+	r.mu.Unlock()
+	// The last peer to finish closing closes the room, so no router goes
+	// away under a transport that is still being closed.
 	r.closeIfEmpty()
 }

@@ -27,6 +27,7 @@ type Room struct {
 
 	mu       sync.Mutex
 	closed   bool
+	closing  int // peers still closing their transports (the router must outlive them)
 	peers    map[string]*Peer
 	owner    map[string]string     // every live object id → the id of the peer owning it
 	routers  []*worker.Router      // one per worker the room uses, r.router first
@@ -168,7 +169,7 @@ func (r *Room) broadcast(except *Peer, method string, data any) {
 // closeIfEmpty closes the room when no peer is left.
 func (r *Room) closeIfEmpty() {
 	r.mu.Lock()
-	if r.closed || len(r.peers) > 0 {
+	if r.closed || len(r.peers) > 0 || r.closing > 0 {
 		r.mu.Unlock()
 		return
 	}
