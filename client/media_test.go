@@ -28,21 +28,29 @@ import (
 // on a loopback httptest listener.
 type mediaEnv struct {
 	t     *testing.T
+	pool  *worker.Pool
 	rooms *room.Manager
 	url   string
 }
 
-func newMediaEnv(t *testing.T) *mediaEnv {
+func newMediaEnv(t *testing.T) *mediaEnv { return newMediaEnvWith(t, 1, nil) }
+
+// newMediaEnvWith starts the server with n workers; mod adjusts the rooms' options.
+func newMediaEnvWith(t *testing.T, n int, mod func(*room.Options)) *mediaEnv {
 	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	pool, err := worker.New(worker.Options{
-		Bin: testutil.WorkerBin(t), Count: 1, RtcPort: testutil.FreePorts(t, 1),
+		Bin: testutil.WorkerBin(t), Count: n, RtcPort: testutil.FreePorts(t, n),
 		ListenIP: "127.0.0.1", RespawnMinDelay: 50 * time.Millisecond, Logger: log.Named("worker"),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rooms := room.NewManager(pool, room.Options{Logger: log.Named("room"), ServerRequestTimeout: 5 * time.Second})
+	ropts := room.Options{Logger: log.Named("room"), ServerRequestTimeout: 5 * time.Second}
+	if mod != nil {
+		mod(&ropts)
+	}
+	rooms := room.NewManager(pool, ropts)
 	h := signaling.NewHandler(signaling.Options{
 		Workers: pool, Rooms: rooms, Limits: signaling.DefaultLimits(), Logger: log.Named("signaling"), Version: worker.Version,
 	})
@@ -61,7 +69,7 @@ func newMediaEnv(t *testing.T) *mediaEnv {
 		}
 		pool.Close()
 	})
-	return &mediaEnv{t: t, rooms: rooms, url: srv.URL}
+	return &mediaEnv{t: t, pool: pool, rooms: rooms, url: srv.URL}
 }
 
 // loopbackOnly keeps ICE on 127.0.0.1.
