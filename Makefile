@@ -88,3 +88,25 @@ test: deps worker lint test-go worker-check
 
 clean:
 	rm -rf $(BIN)
+
+# make bench: the Go benchmarks of the hot paths (they start real workers),
+# then the load sweep of BENCHMARKS.md against a server on loopback
+# (cmd/loadtest/sweep.sh; REPS, DURATION, PEERS, PORT, RTC_PORT tune it).
+BENCH_COUNT ?= 1
+.PHONY: bench
+bench: worker build
+	$(GO) test -run XXX -bench . -benchmem -count $(BENCH_COUNT) ./signaling/ ./room/
+	./cmd/loadtest/sweep.sh
+
+# make reliability: the full reliability suite of RELIABILITY.md (worker
+# kills mid-call, churn soaks, misbehaving clients, 15,000 idle peers, the
+# real binary's HTTP timeouts), then its figures. About 12 minutes. Without
+# -race, so that the figures are the server's, not the race detector's; make
+# test runs the quick versions with -race. RELIABILITY_ARGS adds flags, e.g.
+# -strict (known bugs fail), -soak 10m, -conns 5000, -kills 10.
+RELIABILITY_ARGS ?=
+.PHONY: reliability
+reliability: worker
+	@report=$$(mktemp); status=0; \
+	$(GO) test -count=1 -timeout 60m ./reliability/ -args -full -report "$$report" $(RELIABILITY_ARGS) || status=$$?; \
+	cat "$$report"; rm -f "$$report"; exit $$status

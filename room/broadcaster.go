@@ -142,7 +142,7 @@ func (p *Peer) Consume(ctx context.Context, transportID, producerID string) (*Co
 		return nil, err
 	}
 	t, err := lookup(r, p, p.transports, "transport", transportID)
-	capsJSON := p.rtpCaps
+	caps := CloneRtpCapabilities(p.rtpCaps)
 	owner := r.producerOwnerLocked(producerID)
 	to := p.router
 	r.mu.Unlock()
@@ -152,14 +152,13 @@ func (p *Peer) Consume(ctx context.Context, transportID, producerID string) (*Co
 	if owner == nil {
 		return nil, errorf(ErrNotFound, "producer %q not found", producerID)
 	}
-	if capsJSON == nil {
+	if caps == nil {
 		return nil, errorf(ErrBadRequest, "rtpCapabilities were not given at join")
 	}
 	if err := r.ensurePipe(ctx, producerID, false, owner.router, to); err != nil {
 		return nil, workerError("consume", err)
 	}
-	caps := new(mediasoup.RtpCapabilities)
-	if err := json.Unmarshal(capsJSON, caps); err != nil || !to.CanConsume(producerID, caps) {
+	if !to.CanConsume(producerID, caps) {
 		return nil, errorf(ErrBadRequest, "cannot consume producer %q with the given rtpCapabilities", producerID)
 	}
 	c, err := t.ConsumeContext(ctx, &mediasoup.ConsumerOptions{

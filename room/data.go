@@ -63,13 +63,13 @@ func (p *Peer) consumeData(owner *Peer, d *mediasoup.DataProducer) {
 	if t == nil || t.Data().WebRtcTransportData == nil || t.Data().WebRtcTransportData.SctpParameters == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), r.m.opts.ServerRequestTimeout)
-	defer cancel()
-	if err := r.ensurePipe(ctx, d.Id(), true, from, to); err != nil {
+	wctx, wcancel := workerContext()
+	defer wcancel()
+	if err := r.ensurePipe(wctx, d.Id(), true, from, to); err != nil {
 		p.log.Warn("cannot consume data across workers", zap.String("dataProducer", d.Id()), zap.Error(err))
 		return
 	}
-	dc, err := t.ConsumeData(&mediasoup.DataConsumerOptions{
+	dc, err := t.ConsumeDataContext(wctx, &mediasoup.DataConsumerOptions{
 		DataProducerId: d.Id(), AppData: mediasoup.H{"peerId": p.id, "dataProducerPeerId": owner.id},
 	})
 	if err != nil {
@@ -83,6 +83,8 @@ func (p *Peer) consumeData(owner *Peer, d *mediasoup.DataProducer) {
 	dc.OnDataProducerClose(func(context.Context) {
 		p.notify("dataConsumerClosed", mediasoup.H{"dataConsumerId": id})
 	})
+	ctx, cancel := context.WithTimeout(context.Background(), r.m.opts.ServerRequestTimeout)
+	defer cancel()
 	_, err = p.conn.Request(ctx, "newDataConsumer", mediasoup.H{
 		"peerId": owner.id, "dataProducerId": d.Id(), "id": id,
 		"sctpStreamParameters": dc.SctpStreamParameters(), "label": dc.Label(), "protocol": dc.Protocol(),

@@ -1,8 +1,10 @@
 package room
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error is a room failure with the protocol code it maps to. The signaling
@@ -57,4 +59,15 @@ func workerError(op string, err error) error {
 		return err
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// WorkerRequestTimeout bounds one request to a worker. It must stay under
+// mediasoup-go v2.4.1's own 5 s request timeout: when that one fires, the
+// request's goroutine never returns (its cleanup waits on a timer the timeout
+// already drained). A context deadline that ends first avoids the path.
+const WorkerRequestTimeout = 4 * time.Second
+
+// workerContext is a context for one worker request (see WorkerRequestTimeout).
+func workerContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), WorkerRequestTimeout)
 }

@@ -2,7 +2,6 @@ package room
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -38,10 +37,9 @@ type Peer struct {
 	joined      bool
 	displayName string
 	device      Device
-	// The client's RTP capabilities as JSON: mediasoup-go's CanConsume and
-	// Consume normalise the capabilities they are given in place, so each
-	// consume decodes its own copy (a shared one is a data race).
-	rtpCaps  []byte
+	// The client's RTP capabilities, never handed to mediasoup-go as they
+	// are: each consume works on a CloneRtpCapabilities copy.
+	rtpCaps  *mediasoup.RtpCapabilities
 	sctpCaps *mediasoup.SctpCapabilities
 
 	transports   map[string]*mediasoup.Transport
@@ -113,10 +111,7 @@ func (p *Peer) Join(req JoinRequest) ([]PeerInfo, After, error) {
 	}
 	p.joined = true
 	p.displayName, p.device = req.DisplayName, req.Device
-	p.rtpCaps, p.sctpCaps = nil, req.SctpCapabilities
-	if req.RtpCapabilities != nil {
-		p.rtpCaps, _ = json.Marshal(req.RtpCapabilities)
-	}
+	p.rtpCaps, p.sctpCaps = CloneRtpCapabilities(req.RtpCapabilities), req.SctpCapabilities
 	others := r.joinedPeersLocked(p)
 	infos := make([]PeerInfo, 0, len(others))
 	type prod struct {
@@ -561,7 +556,7 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 		r.mu.Unlock()
 		return
 	}
-	capsJSON := p.rtpCaps
+	caps := CloneRtpCapabilities(p.rtpCaps)
 	t := p.consumingTransportLocked()
 	from, to := owner.router, p.router
 	r.mu.Unlock()
@@ -569,17 +564,16 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 		p.log.Debug("no consuming transport: not consuming", zap.String("producer", producer.Id()))
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), r.m.opts.ServerRequestTimeout)
-	defer cancel()
-	if err := r.ensurePipe(ctx, producer.Id(), false, from, to); err != nil {
+	wctx, wcancel := workerContext()
+	defer wcancel()
+	if err := r.ensurePipe(wctx, producer.Id(), false, from, to); err != nil {
 		p.log.Warn("cannot consume across workers", zap.String("producer", producer.Id()), zap.Error(err))
 		return
 	}
-	caps := new(mediasoup.RtpCapabilities)
-	if err := json.Unmarshal(capsJSON, caps); err != nil || !to.CanConsume(producer.Id(), caps) {
+	if !to.CanConsume(producer.Id(), caps) {
 		return
 	}
-	c, err := t.Consume(&mediasoup.ConsumerOptions{
+	c, err := t.ConsumeContext(wctx, &mediasoup.ConsumerOptions{
 		ProducerId: producer.Id(), RtpCapabilities: caps, Paused: true,
 		AppData: mediasoup.H{"peerId": p.id, "producerPeerId": owner.id},
 	})
@@ -608,6 +602,8 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 		p.notify("consumerLayersChanged", data)
 	})
 
+	ctx, cancel := context.WithTimeout(context.Background(), r.m.opts.ServerRequestTimeout)
+	defer cancel()
 	_, err = p.conn.Request(ctx, "newConsumer", mediasoup.H{
 		"peerId": owner.id, "producerId": producer.Id(), "id": id, "kind": c.Kind(),
 		"rtpParameters": c.RtpParameters(), "type": c.Type(), "appData": producer.AppData(),
@@ -619,7 +615,9 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 		_ = c.Close()
 		return
 	}
-	if err := c.Resume(); err != nil && !c.Closed() {
+	rctx, rcancel := workerContext()
+	defer rcancel()
+	if err := c.ResumeContext(rctx); err != nil && !c.Closed() {
 		p.log.Warn("resume consumer", zap.String("consumer", id), zap.Error(err))
 	}
 }
@@ -661,7 +659,10 @@ func (p *Peer) Close() {
 	// objects; consumers of this peer's producers on other peers close with
 	// them and those peers get consumerClosed / dataConsumerClosed.
 	for _, t := range transports {
-		if err := t.Close(); err != nil && !errors.Is(err, mediasoup.ErrRouterClosed) {
+		ctx, cancel := workerContext()
+		err := t.CloseContext(ctx)
+		cancel()
+		if err != nil && !errors.Is(err, mediasoup.ErrRouterClosed) {
 			p.log.Debug("transport close", zap.Error(err))
 		}
 	}

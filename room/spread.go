@@ -309,7 +309,10 @@ func pipeData(ctx context.Context, id string, pair *pipePair, forget func()) err
 // closeRouters closes every router of the room (and with them the pipes).
 func (r *Room) closeRouters() {
 	for _, rt := range r.Routers() {
-		if err := rt.Close(); err != nil {
+		ctx, cancel := workerContext()
+		err := rt.CloseContext(ctx)
+		cancel()
+		if err != nil {
 			r.log.Debug("router close", zap.Error(err))
 		}
 	}

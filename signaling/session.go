@@ -61,7 +61,11 @@ func (s *session) dispatch(ctx context.Context, method string, data json.RawMess
 	if p == nil {
 		return nil, Errorf(503, "peer is closed")
 	}
-	result, after, err := h(ctx, p, data)
+	// Under mediasoup-go's own 5 s request timeout, which would hang the
+	// request forever (see room.WorkerRequestTimeout).
+	hctx, cancel := context.WithTimeout(ctx, room.WorkerRequestTimeout)
+	defer cancel()
+	result, after, err := h(hctx, p, data)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,90 @@
+package room
+
+// Notification fan-out, the room's half: Room.broadcast to N joined peers
+// whose PeerConn is an in-memory stub counting calls. A real room needs a
+// router, so this starts one real mediasoup worker (MEDIASOUP_WORKER_BIN or
+// bin/mediasoup-worker); the peers join without transports (the broadcast
+// loop does not look at them). The per-connection half (encoding and
+// queueing each frame) is signaling.BenchmarkConnNotifyFanout.
+//
+//	go test -run XXX -bench Broadcast -benchmem ./room/
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
+	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
+	"github.com/mediasoup-server/mediasoup-server/worker"
+	"go.uber.org/zap"
+)
+
+// broadcastBenchConn counts notifications; it never blocks nor fails, like
+// the real Conn.Notify (which only queues).
+type broadcastBenchConn struct{ notes atomic.Int64 }
+
+func (c *broadcastBenchConn) Notify(string, any) error { c.notes.Add(1); return nil }
+func (c *broadcastBenchConn) Request(context.Context, string, any) (json.RawMessage, error) {
+	return json.RawMessage(`{}`), nil
+}
+func (c *broadcastBenchConn) Close(int, string) {}
+
+func BenchmarkBroadcast(b *testing.B) {
+	log := zap.NewNop()
+	pool, err := worker.New(worker.Options{Bin: testutil.WorkerBin(b), Count: 1, RtcPort: testutil.FreePorts(b, 1),
+		ListenIP: "127.0.0.1", Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := NewManager(pool, Options{Logger: log, MaxPeersPerRoom: 2000})
+	b.Cleanup(func() {
+		m.CloseAll(CloseKicked, "benchmark over")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = m.Wait(ctx)
+		pool.Close()
+	})
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			ctx := context.Background()
+			roomID := fmt.Sprintf("bench-%d", n)
+			conns := make([]*broadcastBenchConn, n)
+			for i := range conns {
+				conns[i] = &broadcastBenchConn{}
+				p, err := m.Connect(ctx, roomID, fmt.Sprintf("peer-%d", i), conns[i])
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, after, err := p.Join(JoinRequest{DisplayName: p.ID()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				after() // newPeer to the others
+			}
+			r := m.Room(roomID)
+			if r == nil {
+				b.Fatal("room not open")
+			}
+			before := make([]int64, n)
+			for i, c := range conns {
+				before[i] = c.notes.Load()
+			}
+			data := mediasoup.H{"peerId": "peer-17", "volume": -42}
+			b.ReportAllocs()
+			for b.Loop() {
+				r.broadcast(nil, "activeSpeaker", data)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/peer")
+			for i, c := range conns {
+				if got := c.notes.Load() - before[i]; got != int64(b.N) {
+					b.Fatalf("peer %d got %d notifications, want %d", i, got, b.N)
+				}
+			}
+			r.Close(CloseKicked, "benchmark over")
+		})
+	}
+}
