@@ -367,6 +367,7 @@ func (lt *loadtest) run(ctx context.Context) (*Report, error) {
 	}
 	if rep.Media != nil {
 		rep.Media.PacketsSent = lt.packetsSent()
+		rep.Media.LossPct, rep.Media.WorstLossPct = lt.loss()
 	}
 
 	// Phase 3: teardown.
@@ -660,6 +661,7 @@ type lpeer struct {
 	mu       sync.Mutex
 	consumed map[string]bool // producer ids this peer consumes
 	complete bool
+	seqs     []*seqTracker // mode media: one per consumer
 }
 
 // req sends one request and records its round trip.

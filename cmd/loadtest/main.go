@@ -157,6 +157,7 @@ func printTable(w io.Writer, r *Report) {
 		}
 		fmt.Fprintf(w, "media: %s (%d/%d consumers); during the loop %.0f packets/s, %.0f kbit/s received; %d packets sent\n",
 			media, m.ConsumersWithMedia, r.ExpectedConsumers, m.PacketsPerSec, m.KbitPerSec, m.PacketsSent)
+		fmt.Fprintf(w, "media loss over the run: %.3f %% of all packets, worst consumer %.3f %%\n", m.LossPct, m.WorstLossPct)
 	}
 	if r.ServerCPUPerConsumerMs > 0 || r.WorkerCPUPerConsumerMs > 0 {
 		fmt.Fprintf(w, "CPU per consumer (setup phase): server %.3f ms, workers %.3f ms\n", r.ServerCPUPerConsumerMs, r.WorkerCPUPerConsumerMs)

@@ -198,6 +198,20 @@ func TestMediaModeReachesMediaMesh(t *testing.T) {
 	if rep.Loop == nil || rep.Loop.OK == 0 || !rep.Teardown.Complete {
 		t.Fatalf("loop %+v, teardown %+v", rep.Loop, rep.Teardown)
 	}
+	// Two peers on loopback lose nothing; a broken counter would show.
+	if m.LossPct > 1 || m.WorstLossPct > 1 {
+		t.Fatalf("media loss %.3f %% (worst consumer %.3f %%) on a clean loopback run", m.LossPct, m.WorstLossPct)
+	}
+}
+
+func TestSeqTrackerCountsGapsAcrossWrap(t *testing.T) {
+	var s seqTracker
+	for _, q := range []uint16{65530, 65531, 65533, 65535, 0, 1, 3} { // 65532, 65534, 2 lost
+		s.add(q)
+	}
+	if e, l := s.expectedLost(); e != 10 || l != 3 {
+		t.Fatalf("expected %d lost %d, want 10 and 3", e, l)
+	}
 }
 
 func TestFloorModeReachesFullMesh(t *testing.T) {

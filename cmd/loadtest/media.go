@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
+	"sync"
 	"time"
 
 	"github.com/mediasoup-server/mediasoup-server/client"
+	"github.com/pion/rtp"
 )
 
 // Mode media: every peer is a real WebRTC client (client.Join: pion
@@ -27,7 +30,84 @@ type MediaStats struct {
 	KbitPerSec    float64 `json:"kbitPerSec"`
 	// Media sent by all producers over the whole run.
 	PacketsSent uint64 `json:"packetsSent"`
+	// Loss over the whole run, from each consumer's RTP sequence numbers
+	// (mediasoup keeps a gap where a packet is missing): all consumers
+	// together, and the worst single consumer, in percent.
+	LossPct      float64 `json:"lossPct"`
+	WorstLossPct float64 `json:"worstConsumerLossPct"`
 }
+
+// seqTracker counts the packets of one consumer and the span of their
+// (unwrapped) sequence numbers: span − received is what was lost.
+type seqTracker struct {
+	mu       sync.Mutex
+	started  bool
+	first    int64
+	last     int64 // highest unwrapped sequence number
+	received int64
+}
+
+func (s *seqTracker) add(seq uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		s.started, s.first, s.last = true, int64(seq), int64(seq)
+		s.received = 1
+		return
+	}
+	// Unwrap against the highest number seen: the nearest value with these
+	// low 16 bits.
+	ext := s.last&^0xffff | int64(seq)
+	switch {
+	case ext < s.last-0x8000:
+		ext += 0x10000
+	case ext > s.last+0x8000:
+		ext -= 0x10000
+	}
+	if ext > s.last {
+		s.last = ext
+	}
+	if ext < s.first {
+		s.first = ext
+	}
+	s.received++
+}
+
+// expectedLost is how many packets the span covers and how many of them
+// never arrived (duplicates can make the received count exceed the span).
+func (s *seqTracker) expectedLost() (expected, lost int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		return 0, 0
+	}
+	expected = s.last - s.first + 1
+	return expected, max(0, expected-s.received)
+}
+
+// loss sums the consumers' loss and finds the worst one.
+func (lt *loadtest) loss() (total, worst float64) {
+	var expected, lost int64
+	for _, p := range lt.peers {
+		p.mu.Lock()
+		trackers := append([]*seqTracker(nil), p.seqs...)
+		p.mu.Unlock()
+		for _, s := range trackers {
+			e, l := s.expectedLost()
+			expected += e
+			lost += l
+			if e > 0 {
+				worst = max(worst, 100*float64(l)/float64(e))
+			}
+		}
+	}
+	if expected > 0 {
+		total = 100 * float64(lost) / float64(expected)
+	}
+	return round3(total), round3(worst)
+}
+
+func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
 
 // mediaSetup is doSetup with a real WebRTC client. Transports connect on
 // first use (produce, first consumer), so join latency here is dial,
@@ -48,7 +128,14 @@ func (p *lpeer) mediaSetup(ctx context.Context) error {
 	p.media, p.conn = mp, mp.Conn()
 	p.send.ID = mp.SendTransportID()
 	lt.joined.Add(1)
-	mp.OnConsumer(func(c *client.Consumer) { p.gotConsumer(c.ProducerID()) })
+	mp.OnConsumer(func(c *client.Consumer) {
+		tr := &seqTracker{}
+		p.mu.Lock()
+		p.seqs = append(p.seqs, tr)
+		p.mu.Unlock()
+		c.OnRTP(func(pkt *rtp.Packet) { tr.add(pkt.SequenceNumber) })
+		p.gotConsumer(c.ProducerID())
+	})
 	t1 := time.Now()
 	audio, err := mp.ProduceAudio(ctx, client.AudioOptions{})
 	lt.rec.add("produce audio (connects)", time.Since(t1), err)
