@@ -161,9 +161,13 @@ func (p *Peer) Consume(ctx context.Context, transportID, producerID string) (*Co
 	if !to.CanConsume(producerID, caps) {
 		return nil, errorf(ErrBadRequest, "cannot consume producer %q with the given rtpCapabilities", producerID)
 	}
-	c, err := t.ConsumeContext(ctx, &mediasoup.ConsumerOptions{
-		ProducerId: producerID, RtpCapabilities: caps,
-		AppData: mediasoup.H{"peerId": p.id, "producerPeerId": owner.id},
+	var c *mediasoup.Consumer
+	err = r.consuming(func() (err error) {
+		c, err = t.ConsumeContext(ctx, &mediasoup.ConsumerOptions{
+			ProducerId: producerID, RtpCapabilities: caps,
+			AppData: mediasoup.H{"peerId": p.id, "producerPeerId": owner.id},
+		})
+		return err
 	})
 	if err != nil {
 		return nil, workerError("consume", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -57,6 +58,12 @@ func workerError(op string, err error) error {
 	var coded interface{ ProtocolCode() int }
 	if errors.As(err, &coded) {
 		return err
+	}
+	// The worker closed the object a moment ago (its producer or transport
+	// closed) and mediasoup-go has not heard yet: for the client that is an
+	// unknown id, not a server failure.
+	if msg := err.Error(); strings.Contains(msg, "request handler with ID") && strings.Contains(msg, "not found") {
+		return errorf(ErrNotFound, "%s: the object was just closed", op)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }

@@ -476,7 +476,7 @@ func (p *Peer) ProducerOp(ctx context.Context, op, producerID string) error {
 	}
 	switch op {
 	case "close":
-		err = pr.CloseContext(ctx)
+		p.room.closingProducers(func() { err = pr.CloseContext(ctx) })
 	case "pause":
 		err = pr.PauseContext(ctx)
 	case "resume":
@@ -573,9 +573,13 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 	if !to.CanConsume(producer.Id(), caps) {
 		return
 	}
-	c, err := t.ConsumeContext(wctx, &mediasoup.ConsumerOptions{
-		ProducerId: producer.Id(), RtpCapabilities: caps, Paused: true,
-		AppData: mediasoup.H{"peerId": p.id, "producerPeerId": owner.id},
+	var c *mediasoup.Consumer
+	err := r.consuming(func() (err error) {
+		c, err = t.ConsumeContext(wctx, &mediasoup.ConsumerOptions{
+			ProducerId: producer.Id(), RtpCapabilities: caps, Paused: true,
+			AppData: mediasoup.H{"peerId": p.id, "producerPeerId": owner.id},
+		})
+		return err
 	})
 	if err != nil {
 		p.log.Warn("consume failed", zap.String("producer", producer.Id()), zap.Error(err))
@@ -658,14 +662,16 @@ func (p *Peer) Close() {
 	// Closing the transports closes their producers, consumers and data
 	// objects; consumers of this peer's producers on other peers close with
 	// them and those peers get consumerClosed / dataConsumerClosed.
-	for _, t := range transports {
-		ctx, cancel := workerContext()
-		err := t.CloseContext(ctx)
-		cancel()
-		if err != nil && !errors.Is(err, mediasoup.ErrRouterClosed) {
-			p.log.Debug("transport close", zap.Error(err))
+	r.closingProducers(func() {
+		for _, t := range transports {
+			ctx, cancel := workerContext()
+			err := t.CloseContext(ctx)
+			cancel()
+			if err != nil && !errors.Is(err, mediasoup.ErrRouterClosed) {
+				p.log.Debug("transport close", zap.Error(err))
+			}
 		}
-	}
+	})
 	p.log.Info("peer left", zap.Bool("joined", wasJoined))
 	r.mu.Lock()
 	r.closing--

@@ -158,7 +158,7 @@ func (r *Room) ensurePipe(ctx context.Context, id string, data bool, from, to *w
 		if data {
 			return pipeData(ctx, id, pair, forget)
 		}
-		return pipeMedia(ctx, id, pair, forget)
+		return r.pipeMedia(ctx, id, pair, forget)
 	})
 }
 
@@ -261,8 +261,12 @@ func (r *Room) pipePair(ctx context.Context, from, to *worker.Router) (*pipePair
 
 // pipeMedia consumes producer id on the local pipe transport and produces it
 // with the same id on the remote one; pause, resume and close follow.
-func pipeMedia(ctx context.Context, id string, pair *pipePair, forget func()) error {
-	pc, err := pair.local.ConsumeContext(ctx, &mediasoup.ConsumerOptions{ProducerId: id})
+func (r *Room) pipeMedia(ctx context.Context, id string, pair *pipePair, forget func()) error {
+	var pc *mediasoup.Consumer
+	err := r.consuming(func() (err error) {
+		pc, err = pair.local.ConsumeContext(ctx, &mediasoup.ConsumerOptions{ProducerId: id})
+		return err
+	})
 	if err != nil {
 		return workerError("pipe consume", err)
 	}
@@ -274,7 +278,12 @@ func pipeMedia(ctx context.Context, id string, pair *pipePair, forget func()) er
 		_ = pc.Close()
 		return workerError("pipe produce", err)
 	}
-	pc.OnClose(func(context.Context) { forget(); _ = pp.Close() })
+	// Closing the piped copy is a producer close (see Room.consuming); this
+	// runs on mediasoup-go's channel goroutine, hence the goroutine.
+	pc.OnClose(func(context.Context) {
+		forget()
+		go r.closingProducers(func() { _ = pp.Close() })
+	})
 	pp.OnClose(func(context.Context) { forget(); _ = pc.Close() })
 	pc.OnProducerPause(func(context.Context) { _ = pp.Pause() })
 	pc.OnProducerResume(func(context.Context) { _ = pp.Resume() })
@@ -308,6 +317,8 @@ func pipeData(ctx context.Context, id string, pair *pipePair, forget func()) err
 
 // closeRouters closes every router of the room (and with them the pipes).
 func (r *Room) closeRouters() {
+	r.prodMu.Lock()
+	defer r.prodMu.Unlock()
 	for _, rt := range r.Routers() {
 		ctx, cancel := workerContext()
 		err := rt.CloseContext(ctx)

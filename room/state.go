@@ -24,6 +24,9 @@ type Room struct {
 	audioObserver *mediasoup.RtpObserver
 	speakerObs    *mediasoup.RtpObserver
 	growMu        sync.Mutex // one router added at a time (spread.go)
+	// prodMu: consumes hold it for reading, producer closes for writing
+	// (see consuming).
+	prodMu sync.RWMutex
 
 	mu       sync.Mutex
 	closed   bool
@@ -235,3 +238,27 @@ func lookup[T any](r *Room, p *Peer, m map[string]T, kind, id string) (T, error)
 }
 
 func (r *Room) String() string { return fmt.Sprintf("room %q", r.id) }
+
+// consuming runs a Consume on a transport with no producer of the room
+// closing meanwhile. mediasoup-go v2.4.1's Transport.ConsumeContext returns
+// "original Producer closed" without unlocking the transport when the
+// producer closed between the worker's answer and its check; that transport
+// then blocks forever (its next Consume, its Close, the peer's leave, the
+// room's close). Every producer close of the room takes prodMu for writing
+// (closingProducers), so that branch is never taken. Never nest: consuming
+// must not be called with prodMu held.
+func (r *Room) consuming(f func() error) error {
+	r.prodMu.RLock()
+	defer r.prodMu.RUnlock()
+	return f()
+}
+
+// closingProducers runs f, which may close producers, with no Consume in
+// flight (see consuming). Never call it on mediasoup-go's channel goroutine
+// (its event callbacks): a Consume waiting for the worker's answer would
+// wait for that very goroutine.
+func (r *Room) closingProducers(f func()) {
+	r.prodMu.Lock()
+	defer r.prodMu.Unlock()
+	f()
+}
