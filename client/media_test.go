@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"github.com/pion/rtp"
 	"net"
-	"net/http/httptest"
 	"runtime"
 	"slices"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mediasoup-server/mediasoup-server/client"
+	"github.com/mediasoup-server/mediasoup-server/internal/testserver"
 	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
 	"github.com/mediasoup-server/mediasoup-server/room"
 	"github.com/mediasoup-server/mediasoup-server/signaling"
@@ -54,22 +54,8 @@ func newMediaEnvWith(t *testing.T, n int, mod func(*room.Options)) *mediaEnv {
 	h := signaling.NewHandler(signaling.Options{
 		Workers: pool, Rooms: rooms, Limits: signaling.DefaultLimits(), Logger: log.Named("signaling"), Version: worker.Version,
 	})
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		// The server's shutdown order: no worker closes while a request to it is in flight.
-		srv.Close()
-		rooms.CloseAll(room.CloseKicked, "test over")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := h.Wait(ctx); err != nil {
-			t.Errorf("sessions did not end: %v", err)
-		}
-		if err := rooms.Wait(ctx); err != nil {
-			t.Errorf("room work did not end: %v", err)
-		}
-		pool.Close()
-	})
-	return &mediaEnv{t: t, pool: pool, rooms: rooms, url: srv.URL}
+	srvURL := testserver.Serve(t, pool, rooms, h)
+	return &mediaEnv{t: t, pool: pool, rooms: rooms, url: srvURL}
 }
 
 // loopbackOnly keeps ICE on 127.0.0.1.

@@ -13,7 +13,6 @@ import (
 	"hash"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mediasoup-server/mediasoup-server/client"
+	"github.com/mediasoup-server/mediasoup-server/internal/testserver"
 	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
 	"github.com/mediasoup-server/mediasoup-server/room"
 	"github.com/mediasoup-server/mediasoup-server/signaling"
@@ -59,21 +59,8 @@ func newOpsServer(t *testing.T, workers int, mod func(*signaling.Options), rmod 
 		mod(&opts)
 	}
 	h := signaling.NewHandler(opts)
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		srv.Close()
-		rooms.CloseAll(room.CloseKicked, "test over")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := h.Wait(ctx); err != nil {
-			t.Errorf("sessions did not end: %v", err)
-		}
-		if err := rooms.Wait(ctx); err != nil {
-			t.Errorf("room work did not end: %v", err)
-		}
-		pool.Close()
-	})
-	return &opsServer{t: t, pool: pool, rooms: rooms, handler: h, url: srv.URL}
+	srvURL := testserver.Serve(t, pool, rooms, h)
+	return &opsServer{t: t, pool: pool, rooms: rooms, handler: h, url: srvURL}
 }
 
 // get answers the status and body of GET path with optional headers.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/mediasoup-server/mediasoup-server/client"
+	"github.com/mediasoup-server/mediasoup-server/internal/testserver"
 	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
 	"github.com/mediasoup-server/mediasoup-server/room"
 	"github.com/mediasoup-server/mediasoup-server/signaling"
@@ -49,22 +49,8 @@ func newEnv(t *testing.T, workers int, mod ...func(*room.Options, *signaling.Lim
 	h := signaling.NewHandler(signaling.Options{
 		Workers: pool, Rooms: rooms, Limits: limits, Logger: log.Named("signaling"), Version: worker.Version,
 	})
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		// The server's shutdown order: no worker closes while a request to it is in flight.
-		srv.Close()
-		rooms.CloseAll(room.CloseKicked, "test over")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := h.Wait(ctx); err != nil {
-			t.Errorf("sessions did not end: %v", err)
-		}
-		if err := rooms.Wait(ctx); err != nil {
-			t.Errorf("room work did not end: %v", err)
-		}
-		pool.Close()
-	})
-	return &env{t: t, pool: pool, rooms: rooms, url: srv.URL}
+	srvURL := testserver.Serve(t, pool, rooms, h)
+	return &env{t: t, pool: pool, rooms: rooms, url: srvURL}
 }
 
 // tpeer is a test peer: a protoo connection plus what it created.

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mediasoup-server/mediasoup-server/internal/testserver"
 	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
 	"github.com/mediasoup-server/mediasoup-server/room"
 	"github.com/mediasoup-server/mediasoup-server/signaling"
@@ -38,21 +38,8 @@ func newServer(t testing.TB, mod ...func(*signaling.Limits)) string {
 	h := signaling.NewHandler(signaling.Options{
 		Workers: pool, Rooms: rooms, Limits: limits, Logger: log, Version: worker.Version,
 	})
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		srv.Close()
-		rooms.CloseAll(room.CloseKicked, "test over")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := h.Wait(ctx); err != nil {
-			t.Errorf("sessions did not end: %v", err)
-		}
-		if err := rooms.Wait(ctx); err != nil {
-			t.Errorf("room work did not end: %v", err)
-		}
-		pool.Close()
-	})
-	return srv.URL
+	srvURL := testserver.Serve(t, pool, rooms, h)
+	return srvURL
 }
 
 func TestLoadtestReachesFullMesh(t *testing.T) {

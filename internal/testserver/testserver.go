@@ -1,0 +1,38 @@
+// Package testserver serves an in-process server for integration tests and
+// shuts it down in the server's own order.
+package testserver
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/mediasoup-server/mediasoup-server/room"
+	"github.com/mediasoup-server/mediasoup-server/signaling"
+	"github.com/mediasoup-server/mediasoup-server/worker"
+)
+
+// Serve serves h on a loopback httptest server and returns its URL. At the
+// end of the test it stops the listener, closes the rooms, waits for every
+// session and for the rooms' work, and only then closes the pool: no worker
+// closes while a request to it is in flight (mediasoup-go v2.4.1 can abort
+// the process then).
+func Serve(t testing.TB, pool *worker.Pool, rooms *room.Manager, h *signaling.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		srv.Close()
+		rooms.CloseAll(room.CloseKicked, "test over")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := h.Wait(ctx); err != nil {
+			t.Errorf("sessions did not end: %v", err)
+		}
+		if err := rooms.Wait(ctx); err != nil {
+			t.Errorf("room work did not end: %v", err)
+		}
+		pool.Close()
+	})
+	return srv.URL
+}
