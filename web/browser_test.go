@@ -12,7 +12,6 @@
 package web_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -283,7 +282,7 @@ func startServer(t *testing.T, root, dist, bin, workerBin string) *server {
 		"-log-level", "info",
 	)
 	cmd.Dir = root
-	logs := &syncBuffer{}
+	logs := &testutil.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start server: %v", err)
@@ -693,23 +692,6 @@ func quiet(t *testing.T) func(string, ...any) {
 			t.Logf("chromedp: %s", msg)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func tail(s string, n int) string {

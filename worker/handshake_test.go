@@ -18,6 +18,7 @@ import (
 	"time"
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
+	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
 	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -182,7 +183,7 @@ func workerBinFromEnv(t *testing.T) string {
 // captured and printed only if the test fails, e.g. after a crash.
 func startMediasoupWorker(t *testing.T, bin string) *mediasoup.Worker {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testutil.LockedBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	// mediasoup-go gives a new worker one second to report that it runs,
@@ -595,23 +596,4 @@ func describeProducerStats(stats []*mediasoup.ProducerStat) string {
 		parts = append(parts, fmt.Sprintf("{ssrc=%d packets=%d bytes=%d}", s.Ssrc, s.PacketCount, s.ByteCount))
 	}
 	return strings.Join(parts, " ")
-}
-
-// lockedBuffer is a bytes.Buffer safe for the worker's logging goroutines, which
-// may keep writing after the test has finished.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

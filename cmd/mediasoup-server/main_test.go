@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,7 +27,7 @@ func TestMain(m *testing.M) {
 
 type server struct {
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *testutil.LockedBuffer
 	exited chan error
 }
 
@@ -43,7 +41,7 @@ func startServerEnv(t *testing.T, env []string, args ...string) *server {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(append(os.Environ(), "MEDIASOUP_SERVER_TEST_MAIN=1"), env...)
-	out := &lockedBuffer{}
+	out := &testutil.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -58,24 +56,6 @@ func startServerEnv(t *testing.T, env []string, args ...string) *server {
 		}
 	})
 	return s
-}
-
-// lockedBuffer collects the child's output; the test reads it while it runs.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 type health struct {

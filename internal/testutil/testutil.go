@@ -3,10 +3,12 @@
 package testutil
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -141,4 +143,23 @@ func WorkerChildren() []int {
 		}
 	}
 	return out
+}
+
+// LockedBuffer is a bytes.Buffer safe for concurrent writers and readers:
+// a child process's output, a logger's goroutines, read while they write.
+type LockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *LockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *LockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
