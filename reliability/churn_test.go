@@ -98,6 +98,7 @@ func churnSoak(t *testing.T, serialize bool) {
 		mib(cold.heap), mib(base.heap), mib(c.peakHeap.Load()), mib(end.heap), signedMiB(base.heap, end.heap))
 	figure(t, sec, "process RSS: warm baseline, end", "%s, %s", mib(base.rss), mib(end.rss))
 	figure(t, sec, "server log: warnings, errors", "%d, %d", s.logs.warnings.Load(), s.logs.errors.Load())
+	figure(t, sec, "server log: most frequent", "%s", s.logs.top(4))
 
 	if bad := c.unexpected(); bad != "" {
 		t.Errorf("unexpected responses: %s", bad)
@@ -250,6 +251,7 @@ func (c *churn) sample() (stop func()) {
 	go func() {
 		defer wg.Done()
 		t0 := time.Now()
+		var wedges wedgeTracker
 		tick := time.NewTicker(250 * time.Millisecond)
 		defer tick.Stop()
 		for i := 0; ; i++ {
@@ -265,7 +267,7 @@ func (c *churn) sample() (stop func()) {
 				c.peakHeap.Store(h)
 			}
 			if i%2 == 0 && c.wedgedAfter.Load() == 0 {
-				if n, _, _ := wedgedGoroutines(); n > 0 {
+				if n, _, _ := wedges.check(); n > 0 {
 					c.wedgedAfter.Store(int64(time.Since(t0)))
 				}
 			}

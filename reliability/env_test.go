@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -144,6 +145,8 @@ func (s *server) stop() {
 // left, and returns what is left otherwise.
 func (s *server) emptyWithin(timeout time.Duration) (bool, string) {
 	deadline := time.Now().Add(timeout)
+	var w wedgeTracker
+	lastCheck := time.Now()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		routers, objects, err := s.workerObjects(ctx)
@@ -153,13 +156,14 @@ func (s *server) emptyWithin(timeout time.Duration) (bool, string) {
 			return true, ""
 		}
 		wedged := false
-		if time.Until(deadline) < timeout-2*time.Second {
-			n, _, _ := wedgedGoroutines()
+		if time.Since(lastCheck) > 500*time.Millisecond {
+			n, _, _ := w.check()
 			wedged = n > 0
+			lastCheck = time.Now()
 		}
 		if wedged || time.Now().After(deadline) {
 			return false, fmt.Sprintf("after %v the server still holds %d rooms, %d peers; the workers %d routers, %d other objects (dump error: %v)",
-				timeout, rooms, peers, routers, objects, err)
+				(timeout - time.Until(deadline)).Round(100*time.Millisecond), rooms, peers, routers, objects, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -334,24 +338,32 @@ func (l *latencies) summary() string {
 
 // ---- logging ----
 
-// testLog is the servers' logger: warnings and errors go to the test's log
-// while the test runs (and are counted); nothing is written once the server
-// stopped, so a late line never touches a finished test.
+// testLog is the servers' logger. Warnings and errors are counted by
+// message and the last logRing lines kept; they go to the test's log only
+// if the test failed (when the server stops). Writing every line to t.Log
+// would keep them all in the test's output buffer (without -v) and show up
+// as heap growth in the figures.
 type testLog struct {
 	logger   *zap.Logger
-	mu       sync.Mutex
 	t        *testing.T
-	stopped  bool
 	warnings atomic.Int64
 	errors   atomic.Int64
 	// producerClosedInConsume counts "original Producer closed": mediasoup-go
 	// v2.4.1's ConsumeContext took the branch that leaves the transport
 	// locked (wedge_test.go).
 	producerClosedInConsume atomic.Int64
+
+	mu      sync.Mutex
+	stopped bool
+	ring    []string
+	next    int
+	byMsg   map[string]int // "LEVEL logger: message" → count
 }
 
+const logRing = 300
+
 func newTestLog(t *testing.T) *testLog {
-	l := &testLog{t: t}
+	l := &testLog{t: t, byMsg: map[string]int{}}
 	enc := zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
 	core := zapcore.NewCore(enc, zapcore.AddSync(l), zap.WarnLevel)
 	core = zapcore.RegisterHooks(core, func(e zapcore.Entry) error {
@@ -361,11 +373,19 @@ func newTestLog(t *testing.T) *testLog {
 		case e.Level == zap.WarnLevel:
 			l.warnings.Add(1)
 		}
+		key := fmt.Sprintf("%s %s: %s", e.Level.CapitalString(), e.LoggerName, logIDs.ReplaceAllString(e.Message, "…"))
+		l.mu.Lock()
+		l.byMsg[key]++
+		l.mu.Unlock()
 		return nil
 	})
 	l.logger = zap.New(core)
 	return l
 }
+
+// logIDs are the object ids and numbers in log messages, so that messages
+// differing only by them count as one.
+var logIDs = regexp.MustCompile(`\b(rt|tr|pr|co|dp|dc|ro|pe)_[0-9a-z]+\b|\b[0-9a-f]{8}-[0-9a-f-]{27}\b`)
 
 func (l *testLog) Write(b []byte) (int, error) {
 	if bytes.Contains(b, []byte("original Producer closed")) {
@@ -373,14 +393,42 @@ func (l *testLog) Write(b []byte) (int, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.stopped {
-		l.t.Log(strings.TrimRight(string(b), "\n"))
+	line := strings.TrimRight(string(b), "\n")
+	if len(l.ring) < logRing {
+		l.ring = append(l.ring, line)
+	} else {
+		l.ring[l.next] = line
+		l.next = (l.next + 1) % logRing
 	}
 	return len(b), nil
 }
 
+// top returns the n most frequent warning and error messages with counts.
+func (l *testLog) top(n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	keys := make([]string, 0, len(l.byMsg))
+	for k := range l.byMsg {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return l.byMsg[b] - l.byMsg[a] })
+	var parts []string
+	for _, k := range keys[:min(n, len(keys))] {
+		parts = append(parts, fmt.Sprintf("%d× %s", l.byMsg[k], k))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// stop ends the logging; a failed test gets the last lines.
 func (l *testLog) stop() {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return
+	}
 	l.stopped = true
-	l.mu.Unlock()
+	if l.t.Failed() && len(l.ring) > 0 {
+		lines := append(slices.Clone(l.ring[l.next:]), l.ring[:l.next]...)
+		l.t.Logf("the server's last %d warnings and errors:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
 }

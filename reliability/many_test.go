@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -48,7 +49,7 @@ func TestManyIdlePeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
+	var stderr testutil.LockedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

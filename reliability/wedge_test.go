@@ -103,14 +103,36 @@ func stuckOnTransport() []stuckGoroutine {
 	return out
 }
 
-// wedgedGoroutines returns how many goroutines (not known from an earlier
-// test) are blocked on a mediasoup-go Transport's mutex, the Transport
-// functions they are blocked in, and one stack.
-func wedgedGoroutines() (n int, funcs []string, sample string) {
+// wedgeTracker finds goroutines stuck on a mediasoup-go Transport's mutex:
+// blocked there in two of its samples at least 2 s apart (a goroutine
+// waiting a moment for a transport busy with a worker request is not
+// stuck), and not known from an earlier test.
+type wedgeTracker struct {
+	first map[string]time.Time // goroutine id → when first seen blocked
+}
+
+// check samples the goroutines and returns how many are stuck, the
+// Transport functions they are blocked in, and one stack.
+func (w *wedgeTracker) check() (n int, funcs []string, sample string) {
+	if w.first == nil {
+		w.first = map[string]time.Time{}
+	}
+	now := time.Now()
+	seen := map[string]bool{}
 	wedgeMu.Lock()
 	defer wedgeMu.Unlock()
 	for _, g := range stuckOnTransport() {
 		if wedgeOld[g.id] {
+			continue
+		}
+		key := g.id + " " + g.fn
+		seen[key] = true
+		since, ok := w.first[key]
+		if !ok {
+			w.first[key] = now
+			continue
+		}
+		if now.Sub(since) < 2*time.Second {
 			continue
 		}
 		n++
@@ -121,11 +143,16 @@ func wedgedGoroutines() (n int, funcs []string, sample string) {
 			sample = g.stack
 		}
 	}
+	for k := range w.first {
+		if !seen[k] {
+			delete(w.first, k)
+		}
+	}
 	return n, funcs, sample
 }
 
 // knownWedge reports whether goroutines are stuck on a wedged mediasoup-go
-// transport (waiting a moment for them to show). If so it records the known
+// transport (watching for up to 3 s). If so it records the known
 // bug on t (an expected failure unless -strict) and lets the leak checks
 // ignore those goroutines: they can never end.
 func knownWedge(t *testing.T) bool {
@@ -133,11 +160,12 @@ func knownWedge(t *testing.T) bool {
 	var n int
 	var funcs []string
 	var sample string
-	for range 20 {
-		if n, funcs, sample = wedgedGoroutines(); n > 0 {
+	var w wedgeTracker
+	for range 7 {
+		if n, funcs, sample = w.check(); n > 0 {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 	}
 	if n == 0 {
 		return false
