@@ -29,7 +29,7 @@ WEB_MODULES := $(WEB_DIR)/node_modules/.package-lock.json
 # Debian packages the browser test needs (web/browser_test.go).
 TEST_APT_PACKAGES := chromium chromium-driver
 
-.PHONY: run test worker worker-check build lint test-go deps clean web
+.PHONY: run test worker worker-check build lint test-go deps clean web fuzz
 
 run: worker build web
 	@echo "Starting mediasoup-server (Ctrl-C to stop); open the URL it prints."
@@ -84,7 +84,12 @@ lint:
 test-go: web
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-test: deps worker lint test-go worker-check
+# The protoo parser's fuzz target, bounded (FUZZTIME), on every make test.
+FUZZTIME ?= 15s
+fuzz:
+	$(GO) test -run XXX -fuzz FuzzParseMessage -fuzztime $(FUZZTIME) ./signaling/
+
+test: deps worker lint test-go fuzz worker-check
 
 clean:
 	rm -rf $(BIN)
