@@ -391,6 +391,9 @@ func (l *testLog) Write(b []byte) (int, error) {
 	if bytes.Contains(b, []byte("original Producer closed")) {
 		l.producerClosedInConsume.Add(1)
 	}
+	if *logFlag != "" {
+		appendServerLog(b)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	line := strings.TrimRight(string(b), "\n")
@@ -401,6 +404,25 @@ func (l *testLog) Write(b []byte) (int, error) {
 		l.next = (l.next + 1) % logRing
 	}
 	return len(b), nil
+}
+
+var serverLog struct {
+	sync.Mutex
+	f *os.File
+}
+
+// appendServerLog appends a log line to the -serverlog file.
+func appendServerLog(b []byte) {
+	serverLog.Lock()
+	defer serverLog.Unlock()
+	if serverLog.f == nil {
+		f, err := os.OpenFile(*logFlag, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return
+		}
+		serverLog.f = f
+	}
+	_, _ = serverLog.f.Write(b)
 }
 
 // top returns the n most frequent warning and error messages with counts.

@@ -47,7 +47,7 @@ func TestHTTPEdgeTimeouts(t *testing.T) {
 			_, err := fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n", addr)
 			return err
 		}},
-		{"idle keep-alive connection after a request", 65 * time.Second, "http-no-idle-timeout", func(c net.Conn) error {
+		{"idle keep-alive connection after a request", 65 * time.Second, "", func(c net.Conn) error {
 			if _, err := fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr); err != nil {
 				return err
 			}
@@ -57,7 +57,7 @@ func TestHTTPEdgeTimeouts(t *testing.T) {
 			}
 			return resp.Body.Close()
 		}},
-		{"broadcaster POST whose body never comes", 35 * time.Second, "http-no-read-timeout", func(c net.Conn) error {
+		{"broadcaster POST whose body never comes", 35 * time.Second, "", func(c net.Conn) error {
 			_, err := fmt.Fprintf(c, "POST /rooms/r1/broadcasters HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"id\":", addr)
 			return err
 		}},

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -24,6 +25,7 @@ var (
 	killsFlag  = flag.Int("kills", 0, "worker kills in TestWorkerCrashMidCall (default 1; 5 with -full)")
 	reportFlag = flag.String("report", "", "also write the figures to this file (make reliability prints it)")
 	heapFlag   = flag.String("heapprofile", "", "write a heap profile of the server process at the end of each churn soak (FILE.<variant>)")
+	logFlag    = flag.String("serverlog", "", "append every warning and error the servers log to this file")
 	strictFlag = flag.Bool("strict", os.Getenv("RELIABILITY_STRICT") != "", "fail on known server bugs instead of reporting them as expected failures")
 )
 
@@ -56,6 +58,11 @@ func TestMain(m *testing.M) {
 	if code == 0 {
 		if err := findLeaks(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: goroutines leaked by the tests: %v\n", err)
+			code = 1
+		}
+		// No mediasoup-worker process outlives its pool.
+		if kids := testutil.WorkerChildren(); len(kids) > 0 {
+			fmt.Fprintf(os.Stderr, "mediasoup-worker processes left behind: %v\n", kids)
 			code = 1
 		}
 	}

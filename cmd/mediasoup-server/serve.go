@@ -89,7 +89,11 @@ func serve(cfg config.Config, log *zap.Logger) error {
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
+		// A request body that never comes, and an idle keep-alive connection,
+		// are closed. (A WebSocket sets its own deadlines once upgraded.)
+		ReadTimeout: 30 * time.Second,
+		IdleTimeout: 60 * time.Second,
+		ErrorLog:    zap.NewStdLog(log.Named("http")),
 	}
 	tls := cfg.TLSCert != ""
 	errc := make(chan error, 1)
