@@ -76,10 +76,7 @@ type PlainTransportInfo struct {
 func (p *Peer) CreatePlainTransport(ctx context.Context, req PlainTransportRequest) (*PlainTransportInfo, error) {
 	r := p.room
 	o := r.m.opts
-	if err := p.transportAllowed(); err != nil {
-		return nil, err
-	}
-	rt, err := r.routerFor(ctx, p)
+	rt, err := p.transportRouter(ctx)
 	if err != nil {
 		return nil, err
 	}

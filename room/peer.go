@@ -174,10 +174,7 @@ type TransportInfo struct {
 func (p *Peer) CreateWebRtcTransport(ctx context.Context, req TransportRequest) (*TransportInfo, error) {
 	r := p.room
 	o := r.m.opts
-	if err := p.transportAllowed(); err != nil {
-		return nil, err
-	}
-	rt, err := r.routerFor(ctx, p)
+	rt, err := p.transportRouter(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -280,6 +277,15 @@ func (p *Peer) transportAllowed() error {
 		return errorf(ErrLimit, "at most %d transports per peer", max)
 	}
 	return nil
+}
+
+// transportRouter checks that p may create one more transport and returns
+// the router it goes on (chosen on p's first transport).
+func (p *Peer) transportRouter(ctx context.Context) (*worker.Router, error) {
+	if err := p.transportAllowed(); err != nil {
+		return nil, err
+	}
+	return p.room.routerFor(ctx, p)
 }
 
 // producingTransport checks that p joined and may create one more object

@@ -172,16 +172,12 @@ func (s *opsServer) mustDial(roomID, peerID string, query ...string) *opsPeer {
 }
 
 func (p *opsPeer) req(method string, data, result any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return p.Request(ctx, method, data, result)
+	return request(p.Conn, method, data, result)
 }
 
 func (p *opsPeer) must(method string, data, result any) {
 	p.t.Helper()
-	if err := p.req(method, data, result); err != nil {
-		p.t.Fatalf("%s %s: %v", p.PeerID(), method, err)
-	}
+	mustRequest(p.t, p.Conn, method, data, result)
 }
 
 // joinWithTransports: capabilities, a sending and a receiving transport, join.

@@ -112,15 +112,26 @@ func (e *env) dial(roomID, peerID string) *tpeer {
 }
 
 func (p *tpeer) req(method string, data, result any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return p.Request(ctx, method, data, result)
+	return request(p.Conn, method, data, result)
 }
 
 func (p *tpeer) must(method string, data, result any) {
 	p.t.Helper()
-	if err := p.req(method, data, result); err != nil {
-		p.t.Fatalf("%s %s: %v", p.PeerID(), method, err)
+	mustRequest(p.t, p.Conn, method, data, result)
+}
+
+// request sends one request with a 5 s bound.
+func request(c *client.Conn, method string, data, result any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return c.Request(ctx, method, data, result)
+}
+
+// mustRequest is request that fails the test on an error.
+func mustRequest(t testing.TB, c *client.Conn, method string, data, result any) {
+	t.Helper()
+	if err := request(c, method, data, result); err != nil {
+		t.Fatalf("%s %s: %v", c.PeerID(), method, err)
 	}
 }
 
