@@ -11,12 +11,13 @@ import (
 	"github.com/mediasoup-server/mediasoup-server/room"
 )
 
-// A room over two workers (a budget of one consumer per router): media and
+// A room over two workers (a budget of 4 consumers per router: room for two
+// peers of a full mesh with audio and video each, not three): media and
 // data cross from each side to the other through pipes, closing a producer
 // closes its piped copy, and the last peer out frees every router and pipe
 // transport on every worker.
 func TestMediaAndDataCrossWorkers(t *testing.T) {
-	e := newMediaEnvWith(t, 2, func(o *room.Options) { o.RouterConsumerBudget = 1 })
+	e := newMediaEnvWith(t, 2, func(o *room.Options) { o.RouterConsumerBudget = 4 })
 	ctx := testCtx(t)
 	opts := client.JoinOptions{Produce: true, Consume: true, Data: true}
 	a := e.join("wide", "a", opts)
@@ -27,8 +28,11 @@ func TestMediaAndDataCrossWorkers(t *testing.T) {
 	}
 	waitPackets(t, waitConsumer(t, b, aAudio.ID()), 5, "a's audio at b (first worker)")
 
-	c := e.join("wide", "c", opts) // the first router is full: c lands on the other worker
 	rm := e.rooms.Room("wide")
+	if n := len(rm.Routers()); n != 1 {
+		t.Fatalf("a and b fit on one router, the room has %d", n)
+	}
+	c := e.join("wide", "c", opts) // the first router would be full: c lands on the other worker
 	if rs := rm.Routers(); len(rs) != 2 || rs[0].Worker == rs[1].Worker {
 		t.Fatalf("room has %d routers, want 2 on distinct workers", len(rs))
 	}

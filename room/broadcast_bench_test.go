@@ -15,12 +15,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
-	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
-	"github.com/mediasoup-server/mediasoup-server/worker"
-	"go.uber.org/zap"
 )
 
 // broadcastBenchConn counts notifications; it never blocks nor fails, like
@@ -34,20 +30,7 @@ func (c *broadcastBenchConn) Request(context.Context, string, any) (json.RawMess
 func (c *broadcastBenchConn) Close(int, string) {}
 
 func BenchmarkBroadcast(b *testing.B) {
-	log := zap.NewNop()
-	pool, err := worker.New(worker.Options{Bin: testutil.WorkerBin(b), Count: 1, RtcPort: testutil.FreePorts(b, 1),
-		ListenIP: "127.0.0.1", Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	m := NewManager(pool, Options{Logger: log, MaxPeersPerRoom: 2000})
-	b.Cleanup(func() {
-		m.CloseAll(CloseKicked, "benchmark over")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = m.Wait(ctx)
-		pool.Close()
-	})
+	m, _ := newTestManager(b, 1, Options{MaxPeersPerRoom: 2000})
 	for _, n := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
 			ctx := context.Background()

@@ -76,7 +76,9 @@ type PlainTransportInfo struct {
 func (p *Peer) CreatePlainTransport(ctx context.Context, req PlainTransportRequest) (*PlainTransportInfo, error) {
 	r := p.room
 	o := r.m.opts
-	rt, err := p.transportRouter(ctx)
+	// A plain transport mostly carries ffmpeg or GStreamer sending: it counts
+	// as a producing one for placement (an overestimate for a recorder).
+	rt, err := p.transportRouter(ctx, true)
 	if err != nil {
 		return nil, err
 	}

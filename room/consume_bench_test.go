@@ -16,12 +16,8 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
-	"time"
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
-	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
-	"github.com/mediasoup-server/mediasoup-server/worker"
-	"go.uber.org/zap"
 )
 
 const consumeBenchRtpParameters = `{"mid":"1","codecs":[{"mimeType":"video/VP8","payloadType":96,"clockRate":90000,"rtcpFeedback":[{"type":"nack"},{"type":"nack","parameter":"pli"},{"type":"ccm","parameter":"fir"},{"type":"goog-remb"},{"type":"transport-cc"}]}],"headerExtensions":[],"encodings":[{"ssrc":22222222}],"rtcp":{"cname":"bench","reducedSize":true}}`
@@ -29,20 +25,7 @@ const consumeBenchRtpParameters = `{"mid":"1","codecs":[{"mimeType":"video/VP8",
 const consumeBenchBatch = 500
 
 func BenchmarkConsume(b *testing.B) {
-	log := zap.NewNop()
-	pool, err := worker.New(worker.Options{Bin: testutil.WorkerBin(b), Count: 1, RtcPort: testutil.FreePorts(b, 1),
-		ListenIP: "127.0.0.1", Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	m := NewManager(pool, Options{Logger: log})
-	b.Cleanup(func() {
-		m.CloseAll(CloseKicked, "benchmark over")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = m.Wait(ctx)
-		pool.Close()
-	})
+	m, _ := newTestManager(b, 1, Options{})
 	ctx := context.Background()
 
 	// The producing peer.

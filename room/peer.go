@@ -32,6 +32,9 @@ type Peer struct {
 	conn   PeerConn
 	log    *zap.Logger
 	router *worker.Router // where all its transports live, chosen on first use
+	// producing: p created a transport for sending (router placement counts
+	// it as a producer before it produces).
+	producing bool
 
 	closed      bool
 	joined      bool
@@ -174,7 +177,7 @@ type TransportInfo struct {
 func (p *Peer) CreateWebRtcTransport(ctx context.Context, req TransportRequest) (*TransportInfo, error) {
 	r := p.room
 	o := r.m.opts
-	rt, err := p.transportRouter(ctx)
+	rt, err := p.transportRouter(ctx, req.Producing)
 	if err != nil {
 		return nil, err
 	}
@@ -280,12 +283,13 @@ func (p *Peer) transportAllowed() error {
 }
 
 // transportRouter checks that p may create one more transport and returns
-// the router it goes on (chosen on p's first transport).
-func (p *Peer) transportRouter(ctx context.Context) (*worker.Router, error) {
+// the router it goes on (chosen on p's first transport); producing: the
+// transport is for sending.
+func (p *Peer) transportRouter(ctx context.Context, producing bool) (*worker.Router, error) {
 	if err := p.transportAllowed(); err != nil {
 		return nil, err
 	}
-	return p.room.routerFor(ctx, p)
+	return p.room.routerFor(ctx, p, producing)
 }
 
 // producingTransport checks that p joined and may create one more object

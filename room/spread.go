@@ -54,27 +54,45 @@ func (r *Room) PipeTransports() int {
 	return len(r.pairObjs)
 }
 
-// routerFor returns the router p lives on, choosing it on first use.
-func (r *Room) routerFor(ctx context.Context, p *Peer) (*worker.Router, error) {
+// expectedProducers is how many producers a producing peer is expected to
+// have (audio and video) before it has made them.
+const expectedProducers = 2
+
+// routerFor returns the router p lives on, choosing it on first use;
+// producing tells whether the transport being created is for sending.
+//
+// The choice cannot wait for consumers to exist: when a room fills at once
+// (a meeting starting, a reconnect storm), every peer creates its transports
+// before anyone has produced. So a router's load is projected: each peer on
+// it counts as many consumers as it will have in a full mesh, that is the
+// producers of every other producing peer in the room (a peer produces once it
+// created a producing transport; it is expected to have expectedProducers of
+// them until it has more), or its actual consumers if there are more. A
+// broadcast viewer that produces nothing adds only the broadcaster's producers
+// to each other peer, so one-to-many rooms spread by viewer count.
+func (r *Room) routerFor(ctx context.Context, p *Peer, producing bool) (*worker.Router, error) {
 	r.mu.Lock()
 	if p.router != nil {
 		rt := p.router
+		p.producing = p.producing || producing
 		r.mu.Unlock()
 		return rt, nil
 	}
-	rt, full := r.leastLoadedLocked()
-	canGrow := len(r.routers) < r.m.maxWorkersPerRoom()
+	p.producing = p.producing || producing
+	rt, full := r.leastLoadedLocked(p)
+	if !full || len(r.routers) >= r.m.maxWorkersPerRoom() {
+		p.router = rt
+		r.mu.Unlock()
+		return rt, nil
+	}
 	r.mu.Unlock()
-	if full && canGrow {
-		grown, err := r.grow(ctx)
-		switch {
-		case err == nil:
-			rt = grown
-		case errors.Is(err, worker.ErrNoWorker):
-			// Every live worker is in use by this room already.
-		default:
-			r.log.Warn("cannot add a router to the room", zap.Error(err))
-		}
+	switch grown, err := r.grow(ctx, p); {
+	case err == nil:
+		return grown, nil
+	case errors.Is(err, worker.ErrNoWorker):
+		// Every live worker is in use by this room already.
+	default:
+		r.log.Warn("cannot add a router to the room", zap.Error(err))
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -82,18 +100,37 @@ func (r *Room) routerFor(ctx context.Context, p *Peer) (*worker.Router, error) {
 		return nil, ErrPeerClosed
 	}
 	if p.router == nil {
-		p.router = rt
+		p.router, _ = r.leastLoadedLocked(p)
 	}
 	return p.router, nil
 }
 
-// leastLoadedLocked returns the router with the fewest consumers and whether
-// even that one is at the budget. r.mu held.
-func (r *Room) leastLoadedLocked() (*worker.Router, bool) {
+// leastLoadedLocked returns the router with the least projected load (see
+// routerFor) and whether placing p on it would take it past the budget.
+// r.mu held.
+func (r *Room) leastLoadedLocked(p *Peer) (*worker.Router, bool) {
+	producers := func(q *Peer) int {
+		if !q.producing && len(q.producers) == 0 {
+			return 0
+		}
+		return max(len(q.producers), expectedProducers)
+	}
+	total := 0
+	for _, q := range r.peers {
+		total += producers(q)
+	}
+	// What q is expected to consume: every other peer's producers.
+	// Broadcasters consume only what they ask for.
+	consumes := func(q *Peer) int {
+		if q.IsBroadcaster() {
+			return len(q.consumers)
+		}
+		return max(len(q.consumers), total-producers(q))
+	}
 	load := make(map[*worker.Router]int, len(r.routers))
 	for _, q := range r.peers {
-		if q.router != nil {
-			load[q.router] += len(q.consumers)
+		if q.router != nil && q != p {
+			load[q.router] += consumes(q)
 		}
 	}
 	best := r.routers[0]
@@ -102,15 +139,22 @@ func (r *Room) leastLoadedLocked() (*worker.Router, bool) {
 			best = rt
 		}
 	}
-	return best, load[best] >= r.m.opts.RouterConsumerBudget
+	budget := r.m.opts.RouterConsumerBudget
+	return best, load[best] >= budget || load[best]+consumes(p) > budget
 }
 
-// grow adds a router on a worker the room does not use yet.
-func (r *Room) grow(ctx context.Context) (*worker.Router, error) {
+// grow adds a router on a worker the room does not use yet and places p on
+// it (or on the least-loaded router if another grow made room meanwhile).
+func (r *Room) grow(ctx context.Context, p *Peer) (*worker.Router, error) {
 	r.growMu.Lock()
 	defer r.growMu.Unlock()
 	r.mu.Lock()
-	if rt, full := r.leastLoadedLocked(); !full { // someone grew meanwhile
+	if p.closed {
+		r.mu.Unlock()
+		return nil, ErrPeerClosed
+	}
+	if rt, full := r.leastLoadedLocked(p); !full { // someone grew meanwhile
+		p.router = rt
 		r.mu.Unlock()
 		return rt, nil
 	}
@@ -131,10 +175,17 @@ func (r *Room) grow(ctx context.Context) (*worker.Router, error) {
 	}
 	r.routers = append(r.routers, rt)
 	n := len(r.routers)
+	closed := p.closed
+	if !closed {
+		p.router = rt
+	}
 	r.mu.Unlock()
 	rt.OnWorkerClosed(func(context.Context) { go r.workerDied() })
 	r.log.Info("room spread to another worker", zap.Int("worker", rt.Worker.Index()),
 		zap.Int("pid", rt.Pid), zap.Int("routers", n))
+	if closed {
+		return nil, ErrPeerClosed
+	}
 	return rt, nil
 }
 

@@ -619,12 +619,12 @@ func hmacSum(alg, secret, data string) []byte {
 
 // A room spread over two workers lists both routers, each with its worker.
 func TestAdminRoomsListsEveryRouterOfASpreadRoom(t *testing.T) {
-	s := newOpsServer(t, 2, nil, func(o *room.Options) { o.RouterConsumerBudget = 1 })
+	s := newOpsServer(t, 2, nil, func(o *room.Options) { o.RouterConsumerBudget = 4 })
 	a := s.mustDial("big", "a")
 	a.joinWithTransports("A")
 	a.must("produce", client.ProduceRequest{TransportID: a.send.ID, Kind: "audio", RtpParameters: json.RawMessage(
 		`{"codecs":[{"mimeType":"audio/opus","payloadType":111,"clockRate":48000,"channels":2}],"headerExtensions":[],"encodings":[{"ssrc":4343}],"rtcp":{"cname":"s"}}`)}, nil)
-	s.mustDial("big", "b").joinWithTransports("B") // consumes a's audio: the first router is full
+	s.mustDial("big", "b").joinWithTransports("B") // consumes a's audio
 	testutil.Eventually(t, 5*time.Second, func() bool { return s.scrape()["mediasoup_server_consumers"] == 1 },
 		"b's consumer not created")
 	s.mustDial("big", "c").joinWithTransports("C") // on a router of the other worker

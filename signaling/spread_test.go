@@ -13,19 +13,24 @@ import (
 	"github.com/mediasoup-server/mediasoup-server/signaling"
 )
 
-// A room spreads over two workers once its first router holds the consumer
-// budget; consumers and data consumers cross between them through pipes,
+// A room spreads over two workers once its first router would pass the
+// consumer budget; consumers and data consumers cross between them through pipes,
 // producer events still reach consumers on the other worker, and the last
 // peer out frees every router and pipe transport on every worker.
 func TestRoomSpreadsOverWorkers(t *testing.T) {
-	e := newEnv(t, 2, func(o *room.Options, _ *signaling.Limits) { o.RouterConsumerBudget = 1 })
+	// A budget of 4: a and b, each expected to produce 2 streams, project 2
+	// consumers each on the first router; c would make it 3 × 4.
+	e := newEnv(t, 2, func(o *room.Options, _ *signaling.Limits) { o.RouterConsumerBudget = 4 })
 	a, b := e.dial("big", "a"), e.dial("big", "b")
 	a.setup()
 	b.setup()
 	a.join("A")
 	b.join("B")
 	aAudio := a.produce("audio")
-	b.nextConsumer() // the first router now holds one consumer: full
+	b.nextConsumer()
+	if n := len(e.rooms.Room("big").Routers()); n != 1 {
+		t.Fatalf("a and b fit on one router, the room has %d", n)
+	}
 
 	c := e.dial("big", "c")
 	c.setup() // lands on a new router on the other worker
