@@ -189,6 +189,9 @@ func (f *floor) setup(ctx context.Context, lp *lpeer) error {
 	fp := &floorPeer{lp: lp}
 	lp.floor = fp
 	for _, producing := range []bool{true, false} {
+		if producing && !lp.produces {
+			continue
+		}
 		t1 := time.Now()
 		t, err := f.createTransport(ctx, r, producing)
 		if err := rec("createWebRtcTransport", t1, err); err != nil {
@@ -201,6 +204,9 @@ func (f *floor) setup(ctx context.Context, lp *lpeer) error {
 		}
 	}
 	for _, t := range []*mediasoup.Transport{fp.send, fp.recv} {
+		if t == nil {
+			continue
+		}
 		t1 := time.Now()
 		if err := rec("connectWebRtcTransport", t1, t.ConnectContext(ctx, &mediasoup.TransportConnectOptions{DtlsParameters: floorDtls})); err != nil {
 			return err
@@ -221,6 +227,9 @@ func (f *floor) setup(ctx context.Context, lp *lpeer) error {
 	lt.rec.add("join", time.Since(t1), nil)
 	lp.joinedIn = time.Since(t0)
 	lt.joined.Add(1)
+	if !lp.produces {
+		return nil
+	}
 
 	for _, kind := range []string{"audio", "video"} {
 		t1 := time.Now()
@@ -313,11 +322,15 @@ func (f *floor) spawnConsume(r *floorRoom, q *floorPeer, pr *mediasoup.Producer)
 // stats is the closed loop's request for peer lp (nil: it has no transport).
 func (f *floor) stats(lp *lpeer) func(context.Context) error {
 	fp := lp.floor
-	if fp == nil || fp.send == nil {
+	if fp == nil || fp.recv == nil {
 		return nil
 	}
+	t := fp.send
+	if t == nil { // a viewer
+		t = fp.recv
+	}
 	return func(ctx context.Context) error {
-		_, err := fp.send.GetStatsContext(ctx)
+		_, err := t.GetStatsContext(ctx)
 		return err
 	}
 }

@@ -23,9 +23,14 @@ import (
 
 // Config is one load test run.
 type Config struct {
-	URL            string        // ws://127.0.0.1:4443
-	Rooms          int           // rooms
-	Peers          int           // peers per room
+	URL   string // ws://127.0.0.1:4443
+	Rooms int    // rooms
+	Peers int    // peers per room
+	// Producers per room (0: every peer, a full mesh). The first Producers
+	// peers of each room produce audio and video and consume each other;
+	// the others (viewers) only consume, with a receiving transport alone,
+	// and start once every producing peer of the run has produced.
+	Producers      int
 	Mode           string        // "signaling" or "media"
 	Duration       time.Duration // closed-loop phase (0: skip it)
 	Timeout        time.Duration // bounds setup-to-full-mesh, and teardown, each
@@ -44,13 +49,16 @@ type Config struct {
 
 // Report is the outcome of a run. Durations are in milliseconds.
 type Report struct {
-	Mode         string    `json:"mode"`
-	URL          string    `json:"url"`
-	Rooms        int       `json:"rooms"`
-	PeersPerRoom int       `json:"peersPerRoom"`
-	Peers        int       `json:"peers"`
-	StartedAt    time.Time `json:"startedAt"`
-	Host         HostInfo  `json:"host"`
+	Mode         string `json:"mode"`
+	URL          string `json:"url"`
+	Rooms        int    `json:"rooms"`
+	PeersPerRoom int    `json:"peersPerRoom"`
+	// ProducersPerRoom: peers of each room that produce (= PeersPerRoom:
+	// a full mesh).
+	ProducersPerRoom int       `json:"producersPerRoom"`
+	Peers            int       `json:"peers"`
+	StartedAt        time.Time `json:"startedAt"`
+	Host             HostInfo  `json:"host"`
 
 	PeersJoined int `json:"peersJoined"`
 	PeersFailed int `json:"peersFailed"`
@@ -144,6 +152,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 func (cfg *Config) check() error {
 	if cfg.Rooms < 1 || cfg.Peers < 1 {
 		return errors.New("-rooms and -peers must be at least 1")
+	}
+	if cfg.Producers < 0 || cfg.Producers > cfg.Peers {
+		return fmt.Errorf("-producers %d: must be between 0 (every peer) and -peers (%d)", cfg.Producers, cfg.Peers)
+	}
+	if cfg.Producers == 0 {
+		cfg.Producers = cfg.Peers
 	}
 	switch cfg.Mode {
 	case "signaling", "media":
@@ -243,9 +257,9 @@ func (lt *loadtest) since() int64 { return int64(time.Since(lt.start)) }
 
 func (lt *loadtest) run(ctx context.Context) (*Report, error) {
 	cfg := lt.cfg
-	rep := &Report{Mode: cfg.Mode, URL: cfg.URL, Rooms: cfg.Rooms, PeersPerRoom: cfg.Peers, Peers: lt.total(),
-		Host: HostInfo{CPUs: runtime.NumCPU(), LoadBefore: loadavg()}}
-	rep.ExpectedConsumers = cfg.Rooms * cfg.Peers * (cfg.Peers - 1) * 2
+	rep := &Report{Mode: cfg.Mode, URL: cfg.URL, Rooms: cfg.Rooms, PeersPerRoom: cfg.Peers, ProducersPerRoom: cfg.Producers,
+		Peers: lt.total(), Host: HostInfo{CPUs: runtime.NumCPU(), LoadBefore: loadavg()}}
+	rep.ExpectedConsumers = lt.expectedConsumers()
 
 	lt.smp = newSampler(cfg.SampleInterval)
 	var h0 *health
@@ -304,8 +318,12 @@ func (lt *loadtest) run(ctx context.Context) (*Report, error) {
 	defer prog.end()
 	for r := 0; r < cfg.Rooms; r++ {
 		for i := 0; i < cfg.Peers; i++ {
-			lt.peers = append(lt.peers, &lpeer{lt: lt, room: fmt.Sprintf("%s-r%d", cfg.RoomPrefix, r),
-				id: fmt.Sprintf("p%d", i), expected: (cfg.Peers - 1) * 2, consumed: map[string]bool{}})
+			p := &lpeer{lt: lt, room: fmt.Sprintf("%s-r%d", cfg.RoomPrefix, r), id: fmt.Sprintf("p%d", i),
+				produces: i < cfg.Producers, expected: cfg.Producers * 2, consumed: map[string]bool{}}
+			if p.produces {
+				p.expected -= 2 // its own
+			}
+			lt.peers = append(lt.peers, p)
 		}
 	}
 	setupCtx, cancelSetup := context.WithTimeout(ctx, cfg.Timeout)
@@ -314,22 +332,33 @@ func (lt *loadtest) run(ctx context.Context) (*Report, error) {
 		sem = make(chan struct{}, cfg.Concurrency)
 	}
 	var wg sync.WaitGroup
-	for _, p := range lt.peers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if sem != nil {
-				select {
-				case sem <- struct{}{}:
-					defer func() { <-sem }()
-				case <-setupCtx.Done():
-					lt.failed.Add(1)
-					lt.setupEnded.Add(1)
-					return
-				}
+	// The producing peers first, then (one-to-many) the viewers.
+	wave := func(produces bool) {
+		for _, p := range lt.peers {
+			if p.produces != produces {
+				continue
 			}
-			p.setup(setupCtx)
-		}()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if sem != nil {
+					select {
+					case sem <- struct{}{}:
+						defer func() { <-sem }()
+					case <-setupCtx.Done():
+						lt.failed.Add(1)
+						lt.setupEnded.Add(1)
+						return
+					}
+				}
+				p.setup(setupCtx)
+			}()
+		}
+	}
+	wave(true)
+	if cfg.Producers < cfg.Peers {
+		wg.Wait()
+		wave(false)
 	}
 	lt.waitMesh(setupCtx)
 	cancelSetup()
@@ -459,6 +488,12 @@ func (lt *loadtest) run(ctx context.Context) (*Report, error) {
 	return rep, ctx.Err()
 }
 
+// expectedConsumers is the consumers of a complete run: each peer of a
+// room consumes the audio and video of every producing peer but itself.
+func (lt *loadtest) expectedConsumers() int {
+	return lt.cfg.Rooms * lt.cfg.Producers * 2 * (lt.cfg.Peers - 1)
+}
+
 func (lt *loadtest) setPhase(name string) {
 	lt.phase.Store(name)
 	if lt.smp != nil && name != "done" {
@@ -491,7 +526,7 @@ func (lt *loadtest) waitMesh(ctx context.Context) {
 func (lt *loadtest) status() (float64, string) {
 	phase, _ := lt.phase.Load().(string)
 	el := time.Since(lt.start).Round(100 * time.Millisecond)
-	exp := lt.cfg.Rooms * lt.cfg.Peers * (lt.cfg.Peers - 1) * 2
+	exp := lt.expectedConsumers()
 	cons := lt.consumers.Load()
 	switch phase {
 	case "loop":
@@ -531,10 +566,14 @@ func (lt *loadtest) closedLoop(ctx context.Context) *LoopStats {
 			if stats = lt.floor.stats(p); stats == nil {
 				continue
 			}
-		case p.conn == nil || p.send.ID == "":
+		case p.conn == nil || p.send.ID == "" && p.recv.ID == "":
 			continue
 		default:
-			data := json.RawMessage(`{"transportId":` + strconv.Quote(p.send.ID) + `}`)
+			id := p.send.ID
+			if id == "" { // a viewer
+				id = p.recv.ID
+			}
+			data := json.RawMessage(`{"transportId":` + strconv.Quote(id) + `}`)
 			stats = func(ctx context.Context) error { return p.conn.Request(ctx, "getTransportStats", data, nil) }
 		}
 		peers++
@@ -647,7 +686,8 @@ func (lt *loadtest) teardown(ctx context.Context, before int64, haveHealth bool)
 type lpeer struct {
 	lt       *loadtest
 	room, id string
-	expected int
+	produces bool // audio and video (else a viewer: consumes only)
+	expected int  // consumers of a complete run
 
 	conn       *client.Conn
 	caps       json.RawMessage
@@ -779,13 +819,18 @@ func (p *lpeer) doSetup(ctx context.Context) error {
 	if err := p.req(ctx, "getRouterRtpCapabilities", nil, &p.caps); err != nil {
 		return err
 	}
-	if err := p.req(ctx, "createWebRtcTransport", client.CreateWebRtcTransportRequest{Producing: true}, &p.send); err != nil {
-		return err
+	if p.produces {
+		if err := p.req(ctx, "createWebRtcTransport", client.CreateWebRtcTransportRequest{Producing: true}, &p.send); err != nil {
+			return err
+		}
 	}
 	if err := p.req(ctx, "createWebRtcTransport", client.CreateWebRtcTransportRequest{Consuming: true}, &p.recv); err != nil {
 		return err
 	}
 	for _, id := range []string{p.send.ID, p.recv.ID} {
+		if id == "" {
+			continue
+		}
 		if err := p.req(ctx, "connectWebRtcTransport", map[string]any{"transportId": id, "dtlsParameters": fingerprint}, nil); err != nil {
 			return err
 		}
@@ -799,6 +844,9 @@ func (p *lpeer) doSetup(ctx context.Context) error {
 	}
 	p.joinedIn = time.Since(t0)
 	lt.joined.Add(1)
+	if !p.produces {
+		return nil
+	}
 	for _, kind := range []string{"audio", "video"} {
 		var res client.IDResponse
 		if err := p.req(ctx, "produce", client.ProduceRequest{TransportID: p.send.ID, Kind: kind, RtpParameters: rtpParams(kind)}, &res); err != nil {

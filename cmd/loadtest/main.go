@@ -1,13 +1,14 @@
 // Command loadtest puts R rooms × P peers on a running mediasoup-server and
 // measures it.
 //
-//	loadtest [-url ws://127.0.0.1:4443] [-rooms R] [-peers P] [-mode signaling|media|floor]
+//	loadtest [-url ws://127.0.0.1:4443] [-rooms R] [-peers P] [-producers N] [-mode signaling|media|floor]
 //	         [-duration 10s] [-timeout 60s] [-server-pid PID] [-json]
 //
 // Every peer opens its WebSocket, gets the router's RTP capabilities,
 // creates a producing and a consuming transport, connects both, joins with
 // the router's capabilities, produces audio and video, and accepts every
-// newConsumer. In signaling mode there is no media: the DTLS and RTP
+// newConsumer; with -producers N only the first N peers of a room produce and
+// the others (viewers, one receiving transport) only consume. In signaling mode there is no media: the DTLS and RTP
 // parameters are synthetic but valid, which mediasoup accepts without a
 // handshake. In media mode every peer is a real WebRTC client (client.Join)
 // sending synthetic Opus and VP8. Then, for -duration, every peer sends
@@ -57,6 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:4443", "the server's WebSocket URL")
 	fs.IntVar(&cfg.Rooms, "rooms", 1, "number of rooms")
 	fs.IntVar(&cfg.Peers, "peers", 4, "peers per room")
+	fs.IntVar(&cfg.Producers, "producers", 0, "peers per room that produce audio and video (0: every peer, a full mesh; 1: one-to-many); the others only consume and start once the producers have produced")
 	fs.StringVar(&cfg.Mode, "mode", "signaling", "signaling (no media, synthetic parameters), media (real WebRTC clients), or floor (no server: the same operations straight through mediasoup-go in-process, for comparison)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "closed-loop phase: every peer sends getTransportStats back to back (0 skips it)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 60*time.Second, "bound of the setup phase (up to the full mesh) and of the teardown, each")
@@ -135,7 +137,11 @@ func printTable(w io.Writer, r *Report) {
 	if r.Mode == "floor" {
 		target = "mediasoup-go in-process (no server)"
 	}
-	fmt.Fprintf(w, "loadtest %s: %d rooms × %d peers = %d peers against %s\n", r.Mode, r.Rooms, r.PeersPerRoom, r.Peers, target)
+	shape := "full mesh"
+	if r.ProducersPerRoom < r.PeersPerRoom {
+		shape = fmt.Sprintf("%d producing, %d viewers each", r.ProducersPerRoom, r.PeersPerRoom-r.ProducersPerRoom)
+	}
+	fmt.Fprintf(w, "loadtest %s: %d rooms × %d peers (%s) = %d peers against %s\n", r.Mode, r.Rooms, r.PeersPerRoom, shape, r.Peers, target)
 	fmt.Fprintf(w, "host: %d CPUs, load average %s before, %s after\n\n", r.Host.CPUs, r.Host.LoadBefore, r.Host.LoadAfter)
 
 	mesh := "NOT reached"

@@ -22,15 +22,25 @@ import (
 // on a loopback httptest listener. It returns the server's URL.
 func newServer(t testing.TB, mod ...func(*signaling.Limits)) string {
 	t.Helper()
+	return newServerWith(t, 1, nil, mod...)
+}
+
+// newServerWith is newServer with n workers and room options set by ropts.
+func newServerWith(t testing.TB, n int, ropts func(*room.Options), mod ...func(*signaling.Limits)) string {
+	t.Helper()
 	log := zap.NewNop() // a load test logs too much for zaptest
 	pool, err := worker.New(worker.Options{
-		Bin: testutil.WorkerBin(t), Count: 1, RtcPort: testutil.FreePorts(t, 1),
+		Bin: testutil.WorkerBin(t), Count: n, RtcPort: testutil.FreePorts(t, n),
 		ListenIP: "127.0.0.1", RespawnMinDelay: 50 * time.Millisecond, Logger: log,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rooms := room.NewManager(pool, room.Options{Logger: log, ServerRequestTimeout: 5 * time.Second})
+	opts := room.Options{Logger: log, ServerRequestTimeout: 5 * time.Second}
+	if ropts != nil {
+		ropts(&opts)
+	}
+	rooms := room.NewManager(pool, opts)
 	limits := signaling.DefaultLimits()
 	for _, m := range mod {
 		m(&limits)
@@ -38,8 +48,40 @@ func newServer(t testing.TB, mod ...func(*signaling.Limits)) string {
 	h := signaling.NewHandler(signaling.Options{
 		Workers: pool, Rooms: rooms, Limits: limits, Logger: log, Version: worker.Version,
 	})
-	srvURL := testserver.Serve(t, pool, rooms, h)
-	return srvURL
+	return testserver.Serve(t, pool, rooms, h)
+}
+
+// One producing peer and 11 viewers over two workers (a budget of 10
+// consumers per router: five viewers of audio and video): every viewer
+// consumes both producers, viewers make no producing transport, and the room
+// spreads.
+func TestLoadtestOneToManySpreads(t *testing.T) {
+	url := newServerWith(t, 2, func(o *room.Options) { o.RouterConsumerBudget = 10 })
+	rep, err := Run(context.Background(), Config{
+		URL: url, Rooms: 1, Peers: 12, Producers: 1, Mode: "signaling",
+		Duration: 300 * time.Millisecond, Timeout: 30 * time.Second, RequestTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.FullMesh || rep.ExpectedConsumers != 22 || rep.Consumers != 22 || rep.MissingConsumers != 0 ||
+		rep.PeersJoined != 12 || len(rep.Errors) != 0 || rep.ProducersPerRoom != 1 {
+		t.Fatalf("one-to-many: complete %v, consumers %d of %d, joined %d, producers %d, errors %v",
+			rep.FullMesh, rep.Consumers, rep.ExpectedConsumers, rep.PeersJoined, rep.ProducersPerRoom, rep.Errors)
+	}
+	counts := map[string]int{}
+	for _, m := range rep.Methods {
+		counts[m.Method] = m.RTT.Count
+	}
+	if counts["createWebRtcTransport"] != 13 || counts["produce"] != 2 {
+		t.Errorf("%d transports and %d produces, want 13 (2 + 11 viewers) and 2", counts["createWebRtcTransport"], counts["produce"])
+	}
+	if rep.RoutersAtMesh != 2 {
+		t.Errorf("routers at mesh: %d, want 2 (the room spread)", rep.RoutersAtMesh)
+	}
+	if rep.Loop == nil || rep.Loop.Peers != 12 || rep.Loop.Failed != 0 {
+		t.Errorf("closed loop: %+v", rep.Loop)
+	}
 }
 
 func TestLoadtestReachesFullMesh(t *testing.T) {

@@ -117,7 +117,7 @@ func (p *lpeer) mediaSetup(ctx context.Context) error {
 	t0 := time.Now()
 	mp, err := client.Join(ctx, lt.cfg.URL, p.room, p.id, client.JoinOptions{
 		DisplayName: p.id, Device: client.Device{Flag: "loadtest", Name: "mediasoup-server loadtest", Version: "1"},
-		Produce: true, Consume: true,
+		Produce: p.produces, Consume: true,
 		Dial: &client.DialOptions{RequestTimeout: lt.cfg.RequestTimeout, NotificationBacklog: -1, OnNotification: lt.onNotification},
 	})
 	lt.rec.add("join (client.Join)", time.Since(t0), err)
@@ -126,7 +126,7 @@ func (p *lpeer) mediaSetup(ctx context.Context) error {
 	}
 	p.joinedIn = time.Since(t0)
 	p.media, p.conn = mp, mp.Conn()
-	p.send.ID = mp.SendTransportID()
+	p.send.ID, p.recv.ID = mp.SendTransportID(), mp.RecvTransportID()
 	lt.joined.Add(1)
 	mp.OnConsumer(func(c *client.Consumer) {
 		tr := &seqTracker{}
@@ -136,6 +136,9 @@ func (p *lpeer) mediaSetup(ctx context.Context) error {
 		c.OnRTP(func(pkt *rtp.Packet) { tr.add(pkt.SequenceNumber) })
 		p.gotConsumer(c.ProducerID())
 	})
+	if !p.produces {
+		return nil
+	}
 	t1 := time.Now()
 	audio, err := mp.ProduceAudio(ctx, client.AudioOptions{})
 	lt.rec.add("produce audio (connects)", time.Since(t1), err)
