@@ -33,6 +33,9 @@ type Config struct {
 	Producers      int
 	Mode           string        // "signaling" or "media"
 	Duration       time.Duration // closed-loop phase (0: skip it)
+	// Hold: during Duration, send no requests, only hold the peers (and
+	// in media mode their media): the phase measures media alone.
+	Hold bool
 	Timeout        time.Duration // bounds setup-to-full-mesh, and teardown, each
 	RequestTimeout time.Duration // one request
 	Concurrency    int           // peers setting up at once (0: all)
@@ -386,7 +389,15 @@ func (lt *loadtest) run(ctx context.Context) (*Report, error) {
 		lt.setPhase("loop")
 		_, _, p0, b0 := lt.mediaTotals()
 		t0 := time.Now()
-		rep.Loop = lt.closedLoop(ctx)
+		if cfg.Hold {
+			lt.loopEnd.Store(time.Now().Add(cfg.Duration).UnixNano())
+			select {
+			case <-time.After(cfg.Duration):
+			case <-ctx.Done():
+			}
+		} else {
+			rep.Loop = lt.closedLoop(ctx)
+		}
 		if rep.Media != nil {
 			_, _, p1, b1 := lt.mediaTotals()
 			el := time.Since(t0).Seconds()

@@ -61,6 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Producers, "producers", 0, "peers per room that produce audio and video (0: every peer, a full mesh; 1: one-to-many); the others only consume and start once the producers have produced")
 	fs.StringVar(&cfg.Mode, "mode", "signaling", "signaling (no media, synthetic parameters), media (real WebRTC clients), or floor (no server: the same operations straight through mediasoup-go in-process, for comparison)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "closed-loop phase: every peer sends getTransportStats back to back (0 skips it)")
+	fs.BoolVar(&cfg.Hold, "hold", false, "during -duration send no requests: only hold the peers and their media (measures media alone)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 60*time.Second, "bound of the setup phase (up to the full mesh) and of the teardown, each")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", 10*time.Second, "bound of one request")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 0, "peers setting up at the same time (0: all at once)")

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The spreading sweep of BENCHMARKS.md §5: the largest full-mesh and
+# one-to-many rooms this machine holds with one worker per room
+# (room.maxWorkers: 1) and spread over the pool's 2 workers (room.maxWorkers:
+# 0, the default budget of 400 consumers per router).
+#
+# Starts bin/mediasoup-server on loopback (2 workers, request limit raised,
+# 3000 peers per room) once per configuration and runs cmd/loadtest against it:
+#   - media mode (real WebRTC peers), -hold (no requests while the media
+#     flows for DURATION): a full mesh of P peers for P in MESH, and one
+#     producing peer with V viewers for V in VIEWERS;
+#   - signaling mode (no media, no loop): the same shapes at SIG_MESH and
+#     SIG_VIEWERS, for the setup cost.
+# Every report is kept as JSON in OUTDIR (default a new temp folder); a
+# summary table is printed at the end (needs jq). A room "holds" when every
+# consumer received RTP and the loss over the run is under 1 %.
+#
+#   cmd/loadtest/spread.sh [OUTDIR]
+#   env: REPS=2 DURATION=5s MESH="16 20 24 28 32" VIEWERS="200 400 600 800 1000 1200"
+#        SIG_MESH="64 96" SIG_VIEWERS="1000 2000" PORT=4711 RTC_PORT=47110 SERVER=bin/mediasoup-server
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+OUT=${1:-$(mktemp -d /tmp/loadtest-spread.XXXXXX)}
+REPS=${REPS:-2}
+DURATION=${DURATION:-5s}
+MESH=${MESH:-"16 20 24 28 32"}
+VIEWERS=${VIEWERS:-"200 400 600 800 1000 1200"}
+SIG_MESH=${SIG_MESH:-"64 96"}
+SIG_VIEWERS=${SIG_VIEWERS:-"1000 2000"}
+PORT=${PORT:-4711}
+RTC_PORT=${RTC_PORT:-47110}
+SERVER=${SERVER:-bin/mediasoup-server}
+WORKER_BIN=${MEDIASOUP_WORKER_BIN:-$PWD/bin/mediasoup-worker}
+mkdir -p "$OUT"
+go build -o "$OUT/loadtest" ./cmd/loadtest
+
+server_pid=
+stop_server() {
+	if [ -n "$server_pid" ]; then
+		kill "$server_pid" 2>/dev/null || true
+		wait "$server_pid" 2>/dev/null || true
+		server_pid=
+	fi
+}
+trap stop_server EXIT
+
+start_server() { # $1: one | spread
+	cat >"$OUT/$1.yaml" <<YAML
+signaling:
+  requestsPerSecond: 1000000
+  requestBurst: 1000
+room:
+  maxPeers: 3000
+  maxWorkers: $([ "$1" = one ] && echo 1 || echo 0)
+YAML
+	"$SERVER" -listen "127.0.0.1:$PORT" -workers 2 -rtc-port "$RTC_PORT" -listen-ip 127.0.0.1 \
+		-worker-bin "$WORKER_BIN" -log-level warn -config "$OUT/$1.yaml" >"$OUT/server-$1.log" 2>&1 &
+	server_pid=$!
+	for _ in $(seq 100); do
+		curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	echo "server did not start; see $OUT/server-$1.log" >&2
+	exit 1
+}
+
+run() { # $1: config, $2: mode, $3: mesh | o2m, $4: peers, $5: rep
+	local producers=0 phase=(-duration 0) f="$OUT/$1-$2-$3-p$4-$5.json"
+	[ "$3" = o2m ] && producers=1
+	[ "$2" = media ] && phase=(-hold -duration "$DURATION")
+	echo "== $1 $2 $3: $4 peers, run $5 (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+	"$OUT/loadtest" -url "ws://127.0.0.1:$PORT" -server-pid "$server_pid" -mode "$2" -peers "$4" \
+		-producers "$producers" "${phase[@]}" -timeout 120s -json -quiet >"$f" 2>>"$OUT/loadtest.log" ||
+		echo "   (exit $?: see $f)" >&2
+}
+
+for cfg in one spread; do
+	start_server "$cfg"
+	for rep in $(seq "$REPS"); do
+		for p in $MESH; do run "$cfg" media mesh "$p" "$rep"; done
+		for v in $VIEWERS; do run "$cfg" media o2m $((v + 1)) "$rep"; done
+		for p in $SIG_MESH; do run "$cfg" signaling mesh "$p" "$rep"; done
+		for v in $SIG_VIEWERS; do run "$cfg" signaling o2m $((v + 1)) "$rep"; done
+	done
+	stop_server
+done
+
+echo "reports in $OUT" >&2
+command -v jq >/dev/null || exit 0
+{
+	printf 'file\tpeers\tconsumers\tgot\trouters\tsetup_ms\tmedia_ms\tloss%%\tworst%%\tworker0%%\tworker1%%\tserver%%\tloadtest%%\tload\n'
+	for f in "$OUT"/*.json; do
+		jq -r --arg f "$(basename "$f" .json)" '[$f, .peersPerRoom, .expectedConsumers, .consumers, .routersAtMesh,
+			.fullMeshMs, (.media.meshMs // "-"), (.media.lossPct // "-"), (.media.worstConsumerLossPct // "-"),
+			([.processes[] | select(.name == "worker 0") | .phaseCpuPercent.loop // .phaseCpuPercent.setup][0] // "-"),
+			([.processes[] | select(.name == "worker 1") | .phaseCpuPercent.loop // .phaseCpuPercent.setup][0] // "-"),
+			([.processes[] | select(.name == "server") | .phaseCpuPercent.loop // .phaseCpuPercent.setup][0] // "-"),
+			([.processes[] | select(.name == "loadtest") | .phaseCpuPercent.loop // .phaseCpuPercent.setup][0] // "-"),
+			(.host.loadavgBefore | split(" ")[0])] | @tsv' "$f"
+	done
+} | column -t -s $'\t'
