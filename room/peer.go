@@ -686,6 +686,7 @@ func (p *Peer) Close() {
 	r.mu.Lock()
 	r.closing--
 	r.mu.Unlock()
+	r.releaseRouter(p.router)
 	// The last peer to finish closing closes the room, so no router goes
 	// away under a transport that is still being closed.
 	r.closeIfEmpty()

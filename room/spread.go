@@ -3,6 +3,7 @@ package room
 import (
 	"context"
 	"errors"
+	"slices"
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
 	"github.com/mediasoup-server/mediasoup-server/worker"
@@ -91,6 +92,8 @@ func (r *Room) routerFor(ctx context.Context, p *Peer, producing bool) (*worker.
 		return grown, nil
 	case errors.Is(err, worker.ErrNoWorker):
 		// Every live worker is in use by this room already.
+	case errors.Is(err, ErrPeerClosed), errors.Is(err, ErrRoomClosed):
+		return nil, err
 	default:
 		r.log.Warn("cannot add a router to the room", zap.Error(err))
 	}
@@ -366,17 +369,55 @@ func pipeData(ctx context.Context, id string, pair *pipePair, forget func()) err
 	return nil
 }
 
-// closeRouters closes every router of the room (and with them the pipes).
-func (r *Room) closeRouters() {
+// releaseRouter closes rt, a router the room took on another worker, once
+// no peer lives on it any more: its pipe transports go with it (and, through
+// them, the pipe consumers on the other routers), so no media keeps crossing
+// to a worker nobody listens on. The room's first router stays (it holds the
+// audio observers); it goes with the room.
+func (r *Room) releaseRouter(rt *worker.Router) {
+	if rt == nil || rt == r.router {
+		return
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return // closeRouters does it
+	}
+	for _, q := range r.peers {
+		if q.router == rt {
+			r.mu.Unlock()
+			return
+		}
+	}
+	i := slices.Index(r.routers, rt)
+	if i < 0 {
+		r.mu.Unlock()
+		return // released already
+	}
+	r.routers = slices.Delete(r.routers, i, i+1)
+	n := len(r.routers)
+	r.mu.Unlock()
+	r.closeRouter(rt)
+	r.log.Info("room released a worker (its last peer left)", zap.Int("worker", rt.Worker.Index()),
+		zap.Int("pid", rt.Pid), zap.Int("routers", n))
+}
+
+// closeRouter closes one of the room's routers. Closing a router closes
+// the producers on it: a producer close (see Room.consuming).
+func (r *Room) closeRouter(rt *worker.Router) {
 	r.prodMu.Lock()
 	defer r.prodMu.Unlock()
+	ctx, cancel := workerContext()
+	defer cancel()
+	if err := rt.CloseContext(ctx); err != nil {
+		r.log.Debug("router close", zap.Error(err))
+	}
+}
+
+// closeRouters closes every router of the room (and with them the pipes).
+func (r *Room) closeRouters() {
 	for _, rt := range r.Routers() {
-		ctx, cancel := workerContext()
-		err := rt.CloseContext(ctx)
-		cancel()
-		if err != nil {
-			r.log.Debug("router close", zap.Error(err))
-		}
+		r.closeRouter(rt)
 	}
 }
 

@@ -198,6 +198,17 @@ func (p *tpeer) nextConsumer() client.NewConsumer {
 	}
 }
 
+func (p *tpeer) nextDataConsumer() client.NewDataConsumer {
+	p.t.Helper()
+	select {
+	case nd := <-p.dataCons:
+		return nd
+	case <-time.After(5 * time.Second):
+		p.t.Fatalf("%s: no newDataConsumer", p.PeerID())
+		return client.NewDataConsumer{}
+	}
+}
+
 func (p *tpeer) waitNote(method string, match func(json.RawMessage) bool) json.RawMessage {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -326,17 +337,12 @@ func TestDataProducerReachesOthers(t *testing.T) {
 		"transportId": a.send.ID, "label": "chat", "protocol": "",
 		"sctpStreamParameters": map[string]any{"streamId": 1, "ordered": true},
 	}, &res)
-	select {
-	case nd := <-b.dataCons:
-		if nd.DataProducerID != res.ID || nd.Label != "chat" || nd.PeerID != "a" {
-			t.Fatalf("newDataConsumer %+v", nd)
-		}
-		var stats []map[string]any
-		b.must("getDataConsumerStats", map[string]string{"dataConsumerId": nd.ID}, &stats)
-	case <-time.After(5 * time.Second):
-		t.Fatal("no newDataConsumer")
+	nd := b.nextDataConsumer()
+	if nd.DataProducerID != res.ID || nd.Label != "chat" || nd.PeerID != "a" {
+		t.Fatalf("newDataConsumer %+v", nd)
 	}
 	var stats []map[string]any
+	b.must("getDataConsumerStats", map[string]string{"dataConsumerId": nd.ID}, &stats)
 	a.must("getDataProducerStats", map[string]string{"dataProducerId": res.ID}, &stats)
 	// Without sctpStreamParameters on a WebRTC transport: 400.
 	a.wantCode(400, "produceData", map[string]any{"transportId": a.send.ID, "label": "x"})

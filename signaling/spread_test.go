@@ -15,8 +15,9 @@ import (
 
 // A room spreads over two workers once its first router would pass the
 // consumer budget; consumers and data consumers cross between them through pipes,
-// producer events still reach consumers on the other worker, and the last
-// peer out frees every router and pipe transport on every worker.
+// producer events still reach consumers on the other worker, the last peer
+// of the second router frees it (and the room spreads again when needed), and
+// the last peer out frees every router and pipe transport on every worker.
 func TestRoomSpreadsOverWorkers(t *testing.T) {
 	// A budget of 4: a and b, each expected to produce 2 streams, project 2
 	// consumers each on the first router; c would make it 3 × 4.
@@ -64,13 +65,8 @@ func TestRoomSpreadsOverWorkers(t *testing.T) {
 	var dp client.IDResponse
 	a.must("produceData", map[string]any{"transportId": a.send.ID, "label": "chat",
 		"sctpStreamParameters": map[string]any{"streamId": 3, "ordered": true}}, &dp)
-	select {
-	case nd := <-c.dataCons:
-		if nd.DataProducerID != dp.ID {
-			t.Fatalf("c's data consumer of %s, want %s", nd.DataProducerID, dp.ID)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no newDataConsumer across workers")
+	if nd := c.nextDataConsumer(); nd.DataProducerID != dp.ID {
+		t.Fatalf("c's data consumer of %s, want %s", nd.DataProducerID, dp.ID)
 	}
 
 	// Producer events cross the pipe: pause/resume/close of a's audio.
@@ -85,7 +81,32 @@ func TestRoomSpreadsOverWorkers(t *testing.T) {
 	testutil.Eventually(t, 3*time.Second, func() bool { return rm.Pipes() < pipesBefore },
 		"closing a producer did not close its piped copy")
 
-	for _, p := range []*tpeer{a, b, c} {
+	// c is the only peer on the second router: its leaving frees that
+	// router and every pipe to it, while the room lives on.
+	second := routers[1]
+	_ = c.Close()
+	testutil.Eventually(t, 3*time.Second, func() bool {
+		return len(rm.Routers()) == 1 && rm.PipeTransports() == 0 && rm.Pipes() == 0
+	}, "the second router is still in use after its last peer left: %d routers, %d pipe transports, %d pipes",
+		len(rm.Routers()), rm.PipeTransports(), rm.Pipes())
+	testutil.Eventually(t, 3*time.Second, func() bool {
+		in := second.Worker.Info()
+		return in.Routers == 0 && in.Transports == 0
+	}, "the released worker still holds routers or transports: %+v", second.Worker.Info())
+
+	// A newcomer spreads the room again, and pipes are made anew: d gets
+	// a's data producer across the workers.
+	d := e.dial("big", "d")
+	d.setup()
+	d.join("D")
+	if rs := rm.Routers(); len(rs) != 2 || rs[0].Worker == rs[1].Worker {
+		t.Fatalf("room routers after d joined: %d (want 2 on distinct workers)", len(rs))
+	}
+	if nd := d.nextDataConsumer(); nd.DataProducerID != dp.ID {
+		t.Fatalf("d's data consumer of %s, want %s", nd.DataProducerID, dp.ID)
+	}
+
+	for _, p := range []*tpeer{a, b, d} {
 		_ = p.Close()
 	}
 	waitRoomGone(t, e, "big")

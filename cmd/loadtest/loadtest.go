@@ -30,12 +30,12 @@ type Config struct {
 	// peers of each room produce audio and video and consume each other;
 	// the others (viewers) only consume, with a receiving transport alone,
 	// and start once every producing peer of the run has produced.
-	Producers      int
-	Mode           string        // "signaling" or "media"
-	Duration       time.Duration // closed-loop phase (0: skip it)
+	Producers int
+	Mode      string        // "signaling" or "media"
+	Duration  time.Duration // closed-loop phase (0: skip it)
 	// Hold: during Duration, send no requests, only hold the peers (and
 	// in media mode their media): the phase measures media alone.
-	Hold bool
+	Hold           bool
 	Timeout        time.Duration // bounds setup-to-full-mesh, and teardown, each
 	RequestTimeout time.Duration // one request
 	Concurrency    int           // peers setting up at once (0: all)

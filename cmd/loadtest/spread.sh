@@ -28,24 +28,9 @@ MESH=${MESH:-"16 20 24 28 32"}
 VIEWERS=${VIEWERS:-"200 400 600 800 1000 1200"}
 SIG_MESH=${SIG_MESH:-"64 96"}
 SIG_VIEWERS=${SIG_VIEWERS:-"1000 2000"}
-PORT=${PORT:-4711}
-RTC_PORT=${RTC_PORT:-47110}
-SERVER=${SERVER:-bin/mediasoup-server}
-WORKER_BIN=${MEDIASOUP_WORKER_BIN:-$PWD/bin/mediasoup-worker}
-mkdir -p "$OUT"
-go build -o "$OUT/loadtest" ./cmd/loadtest
+. cmd/loadtest/lib.sh
 
-server_pid=
-stop_server() {
-	if [ -n "$server_pid" ]; then
-		kill "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-		server_pid=
-	fi
-}
-trap stop_server EXIT
-
-start_server() { # $1: one | spread
+write_config() { # $1: one | spread
 	cat >"$OUT/$1.yaml" <<YAML
 signaling:
   requestsPerSecond: 1000000
@@ -54,15 +39,6 @@ room:
   maxPeers: 3000
   maxWorkers: $([ "$1" = one ] && echo 1 || echo 0)
 YAML
-	"$SERVER" -listen "127.0.0.1:$PORT" -workers 2 -rtc-port "$RTC_PORT" -listen-ip 127.0.0.1 \
-		-worker-bin "$WORKER_BIN" -log-level warn -config "$OUT/$1.yaml" >"$OUT/server-$1.log" 2>&1 &
-	server_pid=$!
-	for _ in $(seq 100); do
-		curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	echo "server did not start; see $OUT/server-$1.log" >&2
-	exit 1
 }
 
 run() { # $1: config, $2: mode, $3: mesh | o2m, $4: peers, $5: rep
@@ -76,7 +52,8 @@ run() { # $1: config, $2: mode, $3: mesh | o2m, $4: peers, $5: rep
 }
 
 for cfg in one spread; do
-	start_server "$cfg"
+	write_config "$cfg"
+	start_server "$cfg" -config "$OUT/$cfg.yaml"
 	for rep in $(seq "$REPS"); do
 		for p in $MESH; do run "$cfg" media mesh "$p" "$rep"; done
 		for v in $VIEWERS; do run "$cfg" media o2m $((v + 1)) "$rep"; done
