@@ -33,3 +33,14 @@ start_server() { # $1: name (for the log file), $2...: extra server flags
 	echo "server did not start; see $OUT/server-$name.log" >&2
 	exit 1
 }
+
+summarize() { # $1: the header (tab-separated), $2: a jq filter giving one row (an array) of a report
+	echo "reports in $OUT" >&2
+	command -v jq >/dev/null || return 0
+	{
+		printf '%s\n' "$1"
+		for f in "$OUT"/*.json; do
+			jq -r --arg f "$(basename "$f" .json)" "$2 | @tsv" "$f"
+		done
+	} | column -t -s $'\t'
+}

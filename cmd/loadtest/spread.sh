@@ -63,17 +63,11 @@ for cfg in one spread; do
 	stop_server
 done
 
-echo "reports in $OUT" >&2
-command -v jq >/dev/null || exit 0
-{
-	printf 'file\tpeers\tconsumers\tgot\trouters\tsetup_ms\tmedia_ms\tloss%%\tworst%%\tworker0%%\tworker1%%\tserver%%\tloadtest%%\tload\n'
-	for f in "$OUT"/*.json; do
-		jq -r --arg f "$(basename "$f" .json)" '[$f, .peersPerRoom, .expectedConsumers, .consumers, .routersAtMesh,
+summarize $'file\tpeers\tconsumers\tgot\trouters\tsetup_ms\tmedia_ms\tloss%\tworst%\tworker0%\tworker1%\tserver%\tloadtest%\tload' \
+	'[$f, .peersPerRoom, .expectedConsumers, .consumers, .routersAtMesh,
 			.fullMeshMs, (.media.meshMs // "-"), (.media.lossPct // "-"), (.media.worstConsumerLossPct // "-"),
 			([.processes[] | select(.name == "worker 0") | .phaseCpuPercent.loop // .phaseCpuPercent.setup][0] // "-"),
 			([.processes[] | select(.name == "worker 1") | .phaseCpuPercent.loop // .phaseCpuPercent.setup][0] // "-"),
 			([.processes[] | select(.name == "server") | .phaseCpuPercent.loop // .phaseCpuPercent.setup][0] // "-"),
 			([.processes[] | select(.name == "loadtest") | .phaseCpuPercent.loop // .phaseCpuPercent.setup][0] // "-"),
-			(.host.loadavgBefore | split(" ")[0])] | @tsv' "$f"
-	done
-} | column -t -s $'\t'
+			(.host.loadavgBefore | split(" ")[0])]'

@@ -43,16 +43,10 @@ for cfg in default no-rate-limit floor; do
 	stop_server
 done
 
-echo "reports in $OUT" >&2
-command -v jq >/dev/null || exit 0
-{
-	printf 'file\tjoin_p50\tjoin_p99\tjoin_max\tmesh_ms\tafter_produce_ms\tconsumers/s\tsrv_cpu_ms/cons\twrk_cpu_ms/cons\tloop_ok/s\tloop_429/s\tloop_p50\tloop_p99\tsrv_us/req\twrk_us/req\tteardown_ms\tsrv_rss_MB\twrk_rss_MB\tload\n'
-	for f in "$OUT"/*.json; do
-		jq -r --arg f "$(basename "$f" .json)" '[$f, .joinLatency.p50Ms, .joinLatency.p99Ms, .joinLatency.maxMs,
+summarize $'file\tjoin_p50\tjoin_p99\tjoin_max\tmesh_ms\tafter_produce_ms\tconsumers/s\tsrv_cpu_ms/cons\twrk_cpu_ms/cons\tloop_ok/s\tloop_429/s\tloop_p50\tloop_p99\tsrv_us/req\twrk_us/req\tteardown_ms\tsrv_rss_MB\twrk_rss_MB\tload' \
+	'[$f, .joinLatency.p50Ms, .joinLatency.p99Ms, .joinLatency.maxMs,
 			.fullMeshMs, .meshAfterLastProduceMs, .consumersPerSecond, .serverCpuPerConsumerMs, .workerCpuPerConsumerMs,
 			(.loop.okPerSec // 0), ((.loop.rateLimited // 0) / (.loop.durationS // 1) | floor), (.loop.rtt.p50Ms // 0), (.loop.rtt.p99Ms // 0),
 			(.loop.serverCpuPerRequestUs // 0), (.loop.workerCpuPerRequestUs // 0),
 			.teardown.ms, ([.processes[]? | select(.name == "server") | .peakRssMB] | max // 0),
-			([.processes[]? | select(.name | startswith("worker")) | .peakRssMB] | max // 0), .host.loadavgBefore] | @tsv' "$f"
-	done
-} | column -t -s $'\t'
+			([.processes[]? | select(.name | startswith("worker")) | .peakRssMB] | max // 0), .host.loadavgBefore]'
