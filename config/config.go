@@ -75,7 +75,7 @@ type RoomConfig struct {
 	MaxProducersPerPeer     int      `yaml:"maxProducersPerPeer"`     // (default 32)
 	MaxDataProducersPerPeer int      `yaml:"maxDataProducersPerPeer"` // (default 32)
 	IceDisconnectGrace      Duration `yaml:"iceDisconnectGrace"`      // ICE disconnected this long frees the peer (default 30s)
-	RouterConsumerBudget    int      `yaml:"routerConsumerBudget"`    // consumers a room's router holds before the room takes another worker (default 400)
+	RouterConsumerBudget    int      `yaml:"routerConsumerBudget"`    // consumers a room's router may hold (projected for a full mesh) before the room takes another worker (default 400)
 	MaxWorkers              int      `yaml:"maxWorkers"`              // workers one room may spread over; 0 = all, 1 = never spread (default 0)
 }
 
@@ -180,7 +180,7 @@ var flagSpecs = []struct{ name, key, usage string }{
 	{"tls-key", "tlsKey", "TLS private key `FILE`"},
 	{"log-level", "logLevel", "server log `LEVEL`: debug|info|warn|error"},
 	{"web-dir", "webDir", "`DIR` of the browser client served at / (built by make web)"},
-	{"router-consumer-budget", "room.routerConsumerBudget", "consumers `N` a room's router holds before the room spreads to another worker"},
+	{"router-consumer-budget", "room.routerConsumerBudget", "consumers `N` a room's router may hold (projected for a full mesh) before the room spreads to another worker"},
 	{"drain-grace", "drainGrace", "on SIGTERM, let rooms run this `DURATION` before closing them (0s: close at once)"},
 	{"auth-secret", "authSecret", "HS256 `SECRET` (>= 32 bytes) that tokens are signed with; empty: auth off"},
 	{"allowed-origins", "allowedOrigins", "comma-separated `ORIGINS` allowed to open the WebSocket; empty: any"},
