@@ -14,7 +14,6 @@ import (
 
 	"github.com/mediasoup-server/mediasoup-server/client"
 	"github.com/mediasoup-server/mediasoup-server/internal/testserver"
-	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
 	"github.com/mediasoup-server/mediasoup-server/room"
 	"github.com/mediasoup-server/mediasoup-server/signaling"
 	"github.com/mediasoup-server/mediasoup-server/worker"
@@ -39,13 +38,7 @@ func newMediaEnv(t *testing.T) *mediaEnv { return newMediaEnvWith(t, 1, nil) }
 func newMediaEnvWith(t *testing.T, n int, mod func(*room.Options)) *mediaEnv {
 	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	pool, err := worker.New(worker.Options{
-		Bin: testutil.WorkerBin(t), Count: n, RtcPort: testutil.FreePorts(t, n),
-		ListenIP: "127.0.0.1", RespawnMinDelay: 50 * time.Millisecond, Logger: log.Named("worker"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool := testserver.Pool(t, n, log)
 	ropts := room.Options{Logger: log.Named("room"), ServerRequestTimeout: 5 * time.Second}
 	if mod != nil {
 		mod(&ropts)

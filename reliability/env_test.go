@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
+	"github.com/mediasoup-server/mediasoup-server/internal/testserver"
 	"github.com/mediasoup-server/mediasoup-server/room"
 	"github.com/mediasoup-server/mediasoup-server/signaling"
 	"github.com/mediasoup-server/mediasoup-server/worker"
@@ -63,13 +63,7 @@ func startServer(t *testing.T, cfg serverConfig) *server {
 	forgetWedges() // stuck since an earlier test: not this server's
 	logs := newTestLog(t)
 	log := logs.logger
-	pool, err := worker.New(worker.Options{
-		Bin: testutil.WorkerBin(t), Count: cfg.workers, RtcPort: testutil.FreePorts(t, cfg.workers),
-		ListenIP: "127.0.0.1", RespawnMinDelay: 50 * time.Millisecond, Logger: log.Named("worker"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool := testserver.Pool(t, cfg.workers, log)
 	ropts := cfg.room
 	ropts.Logger = log.Named("room")
 	if ropts.ServerRequestTimeout == 0 {

@@ -33,13 +33,7 @@ type env struct {
 func newEnv(t *testing.T, workers int, mod ...func(*room.Options, *signaling.Limits)) *env {
 	t.Helper()
 	log := zaptest.NewLogger(t)
-	pool, err := worker.New(worker.Options{
-		Bin: testutil.WorkerBin(t), Count: workers, RtcPort: testutil.FreePorts(t, workers),
-		ListenIP: "127.0.0.1", RespawnMinDelay: 50 * time.Millisecond, Logger: log.Named("worker"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool := testserver.Pool(t, workers, log)
 	ropts := room.Options{Logger: log.Named("room"), ServerRequestTimeout: 2 * time.Second}
 	limits := signaling.DefaultLimits()
 	for _, m := range mod {

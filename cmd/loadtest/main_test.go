@@ -29,13 +29,7 @@ func newServer(t testing.TB, mod ...func(*signaling.Limits)) string {
 func newServerWith(t testing.TB, n int, ropts func(*room.Options), mod ...func(*signaling.Limits)) string {
 	t.Helper()
 	log := zap.NewNop() // a load test logs too much for zaptest
-	pool, err := worker.New(worker.Options{
-		Bin: testutil.WorkerBin(t), Count: n, RtcPort: testutil.FreePorts(t, n),
-		ListenIP: "127.0.0.1", RespawnMinDelay: 50 * time.Millisecond, Logger: log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool := testserver.Pool(t, n, log)
 	opts := room.Options{Logger: log, ServerRequestTimeout: 5 * time.Second}
 	if ropts != nil {
 		ropts(&opts)

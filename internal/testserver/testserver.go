@@ -8,10 +8,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
 	"github.com/mediasoup-server/mediasoup-server/room"
 	"github.com/mediasoup-server/mediasoup-server/signaling"
 	"github.com/mediasoup-server/mediasoup-server/worker"
+	"go.uber.org/zap"
 )
+
+// Pool starts n real workers on loopback (free WebRtcServer ports, fast
+// respawn) logging under log.Named("worker"). The caller closes it: Serve
+// does, in the server's shutdown order.
+func Pool(t testing.TB, n int, log *zap.Logger) *worker.Pool {
+	t.Helper()
+	pool, err := worker.New(worker.Options{
+		Bin: testutil.WorkerBin(t), Count: n, RtcPort: testutil.FreePorts(t, n),
+		ListenIP: "127.0.0.1", RespawnMinDelay: 50 * time.Millisecond, Logger: log.Named("worker"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
 
 // Serve serves h on a loopback httptest server and returns its URL. At the
 // end of the test it stops the listener, closes the rooms, waits for every
