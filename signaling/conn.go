@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -174,6 +175,10 @@ type Conn struct {
 	closeCode   int           // close frame to send (0: none); set before closing is closed
 	closeReason string
 	closeFlush  bool // send what is queued before the close frame
+	// lingering: the reader sent a close frame itself (1009) and is
+	// discarding what the client still sends; the writer waits for it
+	// before closing the socket.
+	lingering atomic.Bool
 
 	readerDone     chan struct{}
 	dispatcherDone chan struct{}
@@ -310,7 +315,9 @@ func (c *Conn) enqueue(frame []byte) error {
 	c.log.Warn("send queue full, closing slow consumer", zap.Int("queue", c.limits.SendQueue))
 	c.shutdown(websocket.ClosePolicyViolation, "slow consumer", false)
 	if ws := c.wsp.Load(); ws != nil {
-		_ = ws.NetConn().Close() // unblock the writer now
+		// A write blocked on a client that does not read ends within the
+		// close grace; the close frame (1008) follows if the client reads.
+		_ = ws.NetConn().SetWriteDeadline(time.Now().Add(c.closeGrace))
 	}
 	return ErrConnClosed
 }
@@ -609,9 +616,12 @@ func (c *Conn) readFailed(err error) {
 		c.log.Debug("client closed", zap.Int("code", ce.Code), zap.String("reason", ce.Text))
 		c.shutdown(0, "", false)
 	case errors.Is(err, websocket.ErrReadLimit):
-		// gorilla sent the close frame (1009).
+		// gorilla sent the close frame (1009) and stopped reading in the
+		// middle of the frame.
 		c.log.Info("frame too large, closing", zap.Int64("limit", c.limits.MaxFrameBytes))
+		c.lingering.Store(true)
 		c.shutdown(0, "", false)
+		c.discardUntilClosed()
 	case errors.As(err, &ne) && ne.Timeout():
 		select {
 		case <-c.closing:
@@ -623,6 +633,18 @@ func (c *Conn) readFailed(err error) {
 		c.log.Debug("read failed", zap.Error(err))
 		c.shutdown(0, "", false)
 	}
+}
+
+// discardUntilClosed reads and drops what the client still sends, until it
+// closes its side or twice the close grace passed: a socket closed with
+// unread bytes in it sends a reset, and a reset can make the client's kernel
+// drop the close frame the client has not read yet. Used where gorilla can
+// read no further frames (a frame over the limit); elsewhere readLoop goes on
+// reading frames until the client's close frame.
+func (c *Conn) discardUntilClosed() {
+	nc := c.ws.NetConn()
+	_ = nc.SetReadDeadline(time.Now().Add(2 * c.closeGrace))
+	_, _ = io.Copy(io.Discard, nc)
 }
 
 // badFrame counts a malformed frame: no answer (there is no id to answer),
@@ -749,16 +771,21 @@ loop:
 			}
 		}
 	}
+	linger := c.lingering.Load()
 	if c.closeCode != 0 {
-		if ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeReason), deadline) == nil {
-			// Give the client the time to answer the close frame.
-			t := time.NewTimer(time.Until(deadline.Add(c.closeGrace)))
-			select {
-			case <-c.readerDone:
-			case <-t.C:
-			}
-			t.Stop()
+		linger = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeReason), deadline) == nil || linger
+	}
+	if linger {
+		// A lingering close: the reader goes on reading (and dropping) what
+		// the client sends until the client answers the close frame or
+		// closes, so that the socket is not closed with unread bytes in it
+		// (a reset, which can lose the close frame on its way to the client).
+		t := time.NewTimer(time.Until(deadline.Add(2 * c.closeGrace)))
+		select {
+		case <-c.readerDone:
+		case <-t.C:
 		}
+		t.Stop()
 	}
 	_ = ws.Close()
 	<-c.readerDone
