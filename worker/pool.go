@@ -5,10 +5,15 @@
 package worker
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -400,24 +405,7 @@ func (w *Worker) Dump(ctx context.Context) (*mediasoup.WorkerDump, error) {
 // spawn starts a worker process and its WebRtcServer in this slot.
 func (w *Worker) spawn() error {
 	p := w.pool
-	var ms *mediasoup.Worker
-	var err error
-	// mediasoup-go gives a new worker one second to report it is running;
-	// on a loaded machine (a busy CI box, -race) that can pass. Try again.
-	for attempt := 1; attempt <= 3; attempt++ {
-		ms, err = mediasoup.NewWorker(p.opts.Bin, func(s *mediasoup.WorkerSettings) {
-			s.LogLevel = mediasoup.WorkerLogLevel(p.opts.LogLevel)
-			s.Logger = p.slog.with(w.index)
-			s.AppData = mediasoup.H{"index": w.index}
-			// Without io_uring the worker uses libuv's send path; our build has
-			// no liburing anyway, and this keeps official binaries alike.
-			s.DisableLiburing = true
-		})
-		if !errors.Is(err, mediasoup.ErrWorkerStartTimeout) {
-			break
-		}
-		p.log.Warn("worker start timed out, retrying", zap.Int("index", w.index), zap.Int("attempt", attempt))
-	}
+	ms, err := p.startWorker(w.index)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", p.opts.Bin, err)
 	}
@@ -443,6 +431,115 @@ func (w *Worker) spawn() error {
 	ms.OnClose(func(context.Context) { w.onClose(ms, gen) })
 	p.log.Info("worker started", zap.Int("index", w.index), zap.Int("pid", ms.Pid()), zap.Int("rtcPort", w.port))
 	return nil
+}
+
+// startAttempts bounds the starts of one spawn that time out.
+const startAttempts = 3
+
+// spawnMu makes the process start its workers one at a time: mediasoup-go
+// gives each one second, and workers starting together share the CPU.
+var spawnMu sync.Mutex
+
+// abandonedStarts counts the worker starts of this process that timed out.
+var abandonedStarts atomic.Int64
+
+// AbandonedStarts returns how many worker starts in this process exceeded
+// mediasoup-go's start timeout. Each one's process was killed, but
+// mediasoup-go v2.4.1 keeps two goroutines of it (the process waiter,
+// blocked forever sending on a channel nobody reads, and the channel's
+// reader) and its four pipe ends: a small leak per timed-out start, fixed
+// only upstream.
+func AbandonedStarts() int64 { return abandonedStarts.Load() }
+
+// startWorker starts a mediasoup-worker process. mediasoup-go's NewWorker
+// waits one second for the worker to report it is running; on a loaded
+// machine that can pass, and NewWorker then returns ErrWorkerStartTimeout
+// leaving the process running, unreachable (no Worker is returned) and its
+// output readers with it. Each start is marked with a token in the process's
+// environment, so that a timed-out start's process can be found and killed;
+// then it tries again.
+func (p *Pool) startWorker(index int) (*mediasoup.Worker, error) {
+	spawnMu.Lock()
+	defer spawnMu.Unlock()
+	for attempt := 1; ; attempt++ {
+		token := spawnToken()
+		ms, err := mediasoup.NewWorker(p.opts.Bin, func(s *mediasoup.WorkerSettings) {
+			s.LogLevel = mediasoup.WorkerLogLevel(p.opts.LogLevel)
+			s.Logger = p.slog.with(index)
+			s.AppData = mediasoup.H{"index": index}
+			s.Env = []string{spawnTokenEnv + "=" + token}
+			// Without io_uring the worker uses libuv's send path; our build has
+			// no liburing anyway, and this keeps official binaries alike.
+			s.DisableLiburing = true
+		})
+		if !errors.Is(err, mediasoup.ErrWorkerStartTimeout) {
+			return ms, err
+		}
+		abandonedStarts.Add(1)
+		killed := killSpawned(token)
+		p.log.Warn("worker start timed out; its process was killed", zap.Int("index", index),
+			zap.Int("attempt", attempt), zap.Ints("killed", killed))
+		if attempt == startAttempts {
+			return nil, err
+		}
+	}
+}
+
+// spawnTokenEnv names the environment variable that marks a worker process
+// with the token of its start.
+const spawnTokenEnv = "MEDIASOUP_SERVER_SPAWN"
+
+func spawnToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// killSpawned kills this process's children whose environment holds the
+// spawn token, waits for them to exit, and returns their pids.
+func killSpawned(token string) []int {
+	want := []byte(spawnTokenEnv + "=" + token + "\x00")
+	var killed []int
+	for _, pid := range childPids() {
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil || !bytes.Contains(env, want) {
+			continue
+		}
+		// The worker leads its own process group (mediasoup-go sets
+		// Setpgid): kill the group, anything it started goes with it.
+		if syscall.Kill(-pid, syscall.SIGKILL) == nil || syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = append(killed, pid)
+			waitExit(pid, 5*time.Second)
+		}
+	}
+	return killed
+}
+
+// childPids lists the processes whose parent is this process (Linux /proc).
+func childPids() []int {
+	entries, _ := os.ReadDir("/proc")
+	me := os.Getpid()
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …: comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) >= 2 && f[1] == strconv.Itoa(me) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // listenInfos are the WebRtcServer's sockets on port: UDP before TCP for
