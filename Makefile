@@ -22,6 +22,11 @@ ARGS        ?=
 
 export MEDIASOUP_WORKER_BIN ?= $(WORKER_BIN)
 
+# phase prints the phase a target is starting and the seconds since make
+# started.
+MAKE_START := $(shell date +%s)
+phase = @echo "=== make: $(1) [$$(( $$(date +%s) - $(MAKE_START) )) s] ==="
+
 # The browser client (web/): its npm packages are pinned by package-lock.json;
 # the bundle in web/dist is build output.
 WEB_DIR     := web
@@ -41,16 +46,21 @@ build:
 # Always runs the recipe: it returns in a second when the cached binary for
 # this version + recipe exists, and rebuilds when the recipe changed.
 worker:
+	$(call phase,worker: the pinned mediasoup-worker (cached))
 	@MEDIASOUP_WORKER_BIN= ./third_party/mediasoup-worker/build.sh $(WORKER_BIN)
 
 # mediasoup-go's own suite, run in its module (read-only cache is fine).
+# One package at a time (-p 1): the suite gives each worker one second to
+# start, which packages starting workers in parallel on a busy machine miss.
 worker-check: worker
+	$(call phase,worker-check: mediasoup-go's own suite against the worker)
 	@dir=$$($(GO) list -m -f '{{.Dir}}' $(MEDIASOUP_GO)); \
 	echo "worker-check: mediasoup-go $$($(GO) list -m -f '{{.Version}}' $(MEDIASOUP_GO)) suite against $(MEDIASOUP_WORKER_BIN)"; \
-	cd "$$dir" && GOFLAGS=-mod=mod $(GO) test -count=1 ./...
+	cd "$$dir" && GOFLAGS=-mod=mod $(GO) test -p 1 -count=1 ./...
 
 # Everything `make test` needs that Go modules do not bring.
 deps:
+	$(call phase,deps: Go modules and Debian packages)
 	@command -v $(GO) >/dev/null || { echo "Go is required (https://go.dev/dl/)"; exit 1; }
 	$(GO) mod download
 	@command -v npm >/dev/null || { echo "Node.js and npm are required to build the web client (Debian: apt-get install nodejs npm)"; exit 1; }
@@ -68,6 +78,7 @@ deps:
 # Runs esbuild every time (under a second); npm ci only when the lock file
 # changed or node_modules is missing.
 web: $(WEB_MODULES)
+	$(call phase,web: the browser client bundle)
 	cd $(WEB_DIR) && node build.mjs
 
 $(WEB_MODULES): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
@@ -76,20 +87,26 @@ $(WEB_MODULES): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
 	@touch $@
 
 lint:
+	$(call phase,lint: gofmt + go vet + staticcheck)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
 test-go: web
+	$(call phase,go test: every package with -race)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # The protoo parser's fuzz target, bounded (FUZZTIME), on every make test.
 FUZZTIME ?= 15s
 fuzz:
+	$(call phase,fuzz: the protoo parser for $(FUZZTIME))
 	$(GO) test -run XXX -fuzz FuzzParseMessage -fuzztime $(FUZZTIME) ./signaling/
 
-test: deps worker lint test-go fuzz worker-check
+# Each phase announces itself (=== make: PHASE ===), so that a failure says
+# where it happened; the last line says how long the whole run took.
+test: deps worker lint web test-go fuzz worker-check
+	@echo "=== make test: passed in $$(( $$(date +%s) - $(MAKE_START) )) s ==="
 
 clean:
 	rm -rf $(BIN)

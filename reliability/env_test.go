@@ -96,7 +96,7 @@ func startServer(t *testing.T, cfg serverConfig) *server {
 // stop shuts the server down in the order of cmd/mediasoup-server (no
 // worker closes while a request to it is in flight). Idempotent. The wait
 // for the rooms is bounded: a room stuck on a wedged mediasoup-go transport
-// (see knownWedge) would otherwise hang it forever; the workers are closed
+// (see wedged) would otherwise hang it forever; the workers are closed
 // in any case, so that no process outlives the test.
 func (s *server) stop() {
 	s.stopOnce.Do(func() {
@@ -129,7 +129,8 @@ func (s *server) stop() {
 		case <-time.After(wait):
 			err = errors.New("closing the rooms hangs")
 		}
-		if err != nil && !knownWedge(s.t) {
+		if err != nil {
+			wedged(s.t)
 			s.t.Errorf("server shutdown: %v", err)
 		}
 	})
@@ -139,8 +140,6 @@ func (s *server) stop() {
 // left, and returns what is left otherwise.
 func (s *server) emptyWithin(timeout time.Duration) (bool, string) {
 	deadline := time.Now().Add(timeout)
-	var w wedgeTracker
-	lastCheck := time.Now()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		routers, objects, err := s.workerObjects(ctx)
@@ -149,13 +148,7 @@ func (s *server) emptyWithin(timeout time.Duration) (bool, string) {
 		if err == nil && rooms == 0 && peers == 0 && routers == 0 && objects == 0 {
 			return true, ""
 		}
-		wedged := false
-		if time.Since(lastCheck) > 500*time.Millisecond {
-			n, _, _ := w.check()
-			wedged = n > 0
-			lastCheck = time.Now()
-		}
-		if wedged || time.Now().After(deadline) {
+		if time.Now().After(deadline) {
 			return false, fmt.Sprintf("after %v the server still holds %d rooms, %d peers; the workers %d routers, %d other objects (dump error: %v)",
 				(timeout - time.Until(deadline)).Round(100*time.Millisecond), rooms, peers, routers, objects, err)
 		}
@@ -163,14 +156,12 @@ func (s *server) emptyWithin(timeout time.Duration) (bool, string) {
 	}
 }
 
-// waitEmpty is emptyWithin that fails the test (as an expected failure when
-// the known mediasoup-go wedge explains it).
+// waitEmpty is emptyWithin that fails the test (saying so when the fixed
+// mediasoup-go wedge explains it).
 func (s *server) waitEmpty(t *testing.T, timeout time.Duration) {
 	t.Helper()
 	if ok, left := s.emptyWithin(timeout); !ok {
-		if knownWedge(t) {
-			t.SkipNow()
-		}
+		wedged(t)
 		t.Fatal(left)
 	}
 }

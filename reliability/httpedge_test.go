@@ -39,15 +39,14 @@ func TestHTTPEdgeTimeouts(t *testing.T) {
 	type check struct {
 		name  string
 		bound time.Duration
-		bug   string // known bug id when it is not closed in time
 		open  func(net.Conn) error
 	}
 	checks := []check{
-		{"unfinished request header", 12 * time.Second, "", func(c net.Conn) error {
+		{"unfinished request header", 12 * time.Second, func(c net.Conn) error {
 			_, err := fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n", addr)
 			return err
 		}},
-		{"idle keep-alive connection after a request", 65 * time.Second, "", func(c net.Conn) error {
+		{"idle keep-alive connection after a request", 65 * time.Second, func(c net.Conn) error {
 			if _, err := fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr); err != nil {
 				return err
 			}
@@ -57,7 +56,7 @@ func TestHTTPEdgeTimeouts(t *testing.T) {
 			}
 			return resp.Body.Close()
 		}},
-		{"broadcaster POST whose body never comes", 35 * time.Second, "", func(c net.Conn) error {
+		{"broadcaster POST whose body never comes", 35 * time.Second, func(c net.Conn) error {
 			_, err := fmt.Fprintf(c, "POST /rooms/r1/broadcasters HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"id\":", addr)
 			return err
 		}},
@@ -101,11 +100,7 @@ func TestHTTPEdgeTimeouts(t *testing.T) {
 			continue
 		}
 		figure(t, sec, ch.name, "STILL OPEN after %v", ch.bound)
-		if ch.bug != "" {
-			knownBug(t, ch.bug, "%s: not closed by the server within %v", ch.name, ch.bound)
-		} else {
-			t.Errorf("%s: not closed by the server within %v", ch.name, ch.bound)
-		}
+		t.Errorf("%s: not closed by the server within %v", ch.name, ch.bound)
 	}
 }
 

@@ -26,7 +26,6 @@ var (
 	reportFlag = flag.String("report", "", "also write the figures to this file (make reliability prints it)")
 	heapFlag   = flag.String("heapprofile", "", "write a heap profile of the server process at the end of each churn soak (FILE.<variant>)")
 	logFlag    = flag.String("serverlog", "", "append every warning and error the servers log to this file")
-	strictFlag = flag.Bool("strict", os.Getenv("RELIABILITY_STRICT") != "", "fail on known server bugs instead of reporting them as expected failures")
 )
 
 func pick[T comparable](flagValue, quick, full T) T {
@@ -73,8 +72,10 @@ func TestMain(m *testing.M) {
 // leakOptions are the goroutines allowed to outlive a test, each with the
 // reason it is not a leak.
 func leakOptions() []goleak.Option {
-	// Only goroutines stuck forever on a known bug (bugs_test.go), once seen.
-	return wedgeLeakOptions()
+	// Only goroutines stuck forever on a known bug (wedge_test.go), once
+	// seen, and what mediasoup-go keeps of a worker start that timed out
+	// (worker.AbandonedStarts; its process is killed).
+	return append(wedgeLeakOptions(), testutil.WorkerStartLeaks()...)
 }
 
 func findLeaks() error {
@@ -193,17 +194,12 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// knownBug handles a failed assertion that shows a server bug described in
-// RELIABILITY.md: with -strict (or RELIABILITY_STRICT=1) it fails the test;
-// otherwise it is reported as an expected failure, so that the suite stays
-// green for everyone until the fix lands. Remove the call once it is fixed.
-func knownBug(t *testing.T, id, format string, args ...any) {
+// fixedBug fails t: a server bug that RELIABILITY.md ("Found") records as
+// fixed is back. There are no expected failures: every bug found so far is
+// fixed, and a test that finds one again fails.
+func fixedBug(t *testing.T, id, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
-	figure(t, "known bugs", id, "EXPECTED FAILURE: %s", msg)
-	if *strictFlag {
-		t.Errorf("known bug %s: %s", id, msg)
-		return
-	}
-	t.Logf("known bug %s (expected failure; -strict fails on it): %s", id, msg)
+	figure(t, "regressions", id, "FAILED: %s", msg)
+	t.Errorf("fixed bug %s is back: %s", id, msg)
 }

@@ -298,11 +298,7 @@ func (c *rawConn) readClose(timeout time.Duration) (int, error) {
 		if errors.As(err, &ce) {
 			return ce.Code, nil
 		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return 0, err
-		}
-		return 0, nil
+		return 0, err // a timeout, or the connection failed without a close frame
 	}
 }
 

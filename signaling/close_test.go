@@ -99,3 +99,36 @@ func TestSlowConsumerGetsCloseCode(t *testing.T) {
 	c.ws.Close()
 	waitClosed(t, a)
 }
+
+// A client that writes one message so slowly that the keep-alive gives up
+// (it sends no pong meanwhile: it does not read) still reads the close code
+// 1001 when it is done writing: the server drops what it sends after the
+// close frame instead of resetting the connection.
+func TestKeepAliveCloseWhileClientWrites(t *testing.T) {
+	checkLeaks(t)
+	l := testLimits()
+	l.PingInterval = 200 * time.Millisecond
+	l.PongTimeout = time.Second
+	h := newHarness(t, l)
+	c, a := h.connect()
+	c.wmu.Lock()
+	w, err := c.ws.NextWriter(websocket.TextMessage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := []byte(strings.Repeat("x", 8<<10)) // one frame each (the client's write buffer)
+	var werr error
+	for i := 0; i < 25 && werr == nil; i++ { // 2.5 s: past the 1 s keep-alive
+		_, werr = w.Write(chunk)
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.wmu.Unlock()
+	if werr != nil && !errors.Is(werr, websocket.ErrCloseSent) {
+		t.Fatalf("the client's slow write failed: %v (the server reset the connection)", werr)
+	}
+	if code := closeCode(c.readClose()); code != websocket.CloseGoingAway {
+		t.Fatalf("closed with %d, want 1001", code)
+	}
+	c.ws.Close()
+	waitClosed(t, a)
+}

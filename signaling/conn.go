@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -628,23 +627,46 @@ func (c *Conn) readFailed(err error) {
 		default:
 			c.log.Info("no pong, closing", zap.Duration("timeout", c.limits.PongTimeout))
 		}
+		// The client may be in the middle of a frame (a slow writer):
+		// gorilla cannot read on after a timeout, so drop raw bytes.
+		c.lingering.Store(true)
 		c.shutdown(websocket.CloseGoingAway, "ping timeout", false)
+		c.discardUntilClosed()
 	default:
 		c.log.Debug("read failed", zap.Error(err))
 		c.shutdown(0, "", false)
 	}
 }
 
-// discardUntilClosed reads and drops what the client still sends, until it
-// closes its side or twice the close grace passed: a socket closed with
-// unread bytes in it sends a reset, and a reset can make the client's kernel
-// drop the close frame the client has not read yet. Used where gorilla can
-// read no further frames (a frame over the limit); elsewhere readLoop goes on
-// reading frames until the client's close frame.
+// Lingering close: after the server's close frame, what the client still
+// sends is read and dropped until it closes its side, it stays quiet for
+// lingerQuiet, or lingerMax passed.
+const (
+	lingerQuiet = time.Second
+	lingerMax   = 5 * time.Second
+)
+
+// discardUntilClosed drops raw bytes the client still sends (a lingering
+// close): a socket closed with unread bytes in it sends a reset, and a
+// client still writing then fails (its pong to a ping queued before the
+// close frame, its write) before it reads the close frame. Used where
+// gorilla can read no further frames (a frame over the limit, a read
+// timeout); elsewhere readLoop goes on reading frames until the client's
+// close frame.
 func (c *Conn) discardUntilClosed() {
 	nc := c.ws.NetConn()
-	_ = nc.SetReadDeadline(time.Now().Add(2 * c.closeGrace))
-	_, _ = io.Copy(io.Discard, nc)
+	end := time.Now().Add(lingerMax)
+	buf := make([]byte, 32<<10)
+	for time.Now().Before(end) {
+		quiet := time.Now().Add(lingerQuiet)
+		if quiet.After(end) {
+			quiet = end
+		}
+		_ = nc.SetReadDeadline(quiet)
+		if _, err := nc.Read(buf); err != nil {
+			return // closed, reset, or quiet: closing now resets nothing
+		}
+	}
 }
 
 // badFrame counts a malformed frame: no answer (there is no id to answer),
@@ -780,7 +802,7 @@ loop:
 		// the client sends until the client answers the close frame or
 		// closes, so that the socket is not closed with unread bytes in it
 		// (a reset, which can lose the close frame on its way to the client).
-		t := time.NewTimer(time.Until(deadline.Add(2 * c.closeGrace)))
+		t := time.NewTimer(time.Until(deadline.Add(lingerMax)))
 		select {
 		case <-c.readerDone:
 		case <-t.C:

@@ -251,15 +251,18 @@ var (
 		"CPU time of the current worker process (ru_utime, ru_stime), by mode user|system.", []string{"worker", "mode"}, nil)
 	descWorkerMaxRSS = prometheus.NewDesc(metricsNamespace+"_worker_max_rss_bytes",
 		"Peak resident memory of the current worker process (ru_maxrss).", []string{"worker"}, nil)
+	descWorkerStartTimeouts = prometheus.NewDesc(metricsNamespace+"_worker_start_timeouts_total",
+		"Worker starts that missed mediasoup-go's 1 s start timeout (the process is killed and the start retried; mediasoup-go keeps two goroutines of each).", nil, nil)
 )
 
 func (c *workersCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descWorkerUp, descWorkerRestarts, descWorkerRouters, descWorkerCPU, descWorkerMaxRSS} {
+	for _, d := range []*prometheus.Desc{descWorkerUp, descWorkerRestarts, descWorkerRouters, descWorkerCPU, descWorkerMaxRSS, descWorkerStartTimeouts} {
 		ch <- d
 	}
 }
 
 func (c *workersCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descWorkerStartTimeouts, prometheus.CounterValue, float64(worker.AbandonedStarts()))
 	for _, in := range c.workers.Infos() {
 		w := strconv.Itoa(in.Index)
 		ch <- prometheus.MustNewConstMetric(descWorkerUp, prometheus.GaugeValue, b2f(in.State == worker.StateAlive), w)

@@ -212,6 +212,7 @@ func TestMetricsFollowPeers(t *testing.T) {
 		"mediasoup_server_draining":                                     0,
 		"mediasoup_server_worker_cpu_seconds_total{mode=user,worker=0}": -1, // present
 		"mediasoup_server_worker_max_rss_bytes{worker=0}":               -1,
+		"mediasoup_server_worker_start_timeouts_total":                  -1,
 	} {
 		got, ok := m[series]
 		if !ok || (want >= 0 && got != want) {
