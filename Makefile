@@ -125,7 +125,7 @@ bench: worker build
 # real binary's HTTP timeouts), then its figures. About 12 minutes. Without
 # -race, so that the figures are the server's, not the race detector's; make
 # test runs the quick versions with -race. RELIABILITY_ARGS adds flags, e.g.
-# -strict (known bugs fail), -soak 10m, -conns 5000, -kills 10.
+# -soak 10m, -conns 5000, -kills 10.
 RELIABILITY_ARGS ?=
 .PHONY: reliability
 reliability: worker
