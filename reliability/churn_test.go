@@ -145,7 +145,7 @@ type churn struct {
 	peakHeap                             atomic.Uint64
 	wedgedAfter                          atomic.Int64 // ns from the start; 0: not seen
 
-	closed500 atomic.Int64 // known bug: 500 for an object the worker just closed
+	closed500 atomic.Int64 // fixed bug: 500 for an object the worker just closed
 
 	mu       sync.Mutex
 	codes    map[string]int // "method code" → count

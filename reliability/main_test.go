@@ -72,7 +72,7 @@ func TestMain(m *testing.M) {
 // leakOptions are the goroutines allowed to outlive a test, each with the
 // reason it is not a leak.
 func leakOptions() []goleak.Option {
-	// Only goroutines stuck forever on a known bug (wedge_test.go), once
+	// Only goroutines stuck forever on a bug that came back (wedge_test.go), once
 	// seen, and what mediasoup-go keeps of a worker start that timed out
 	// (worker.AbandonedStarts; its process is killed).
 	return append(wedgeLeakOptions(), testutil.WorkerStartLeaks()...)

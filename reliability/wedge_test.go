@@ -20,7 +20,7 @@ import (
 // the goroutines a wedge leaves stuck forever would skew the figures of the
 // tests after them.
 
-// ---- known bug: mediasoup-go v2.4.1 leaves a transport locked ----
+// ---- fixed bug (worked around in room/): mediasoup-go v2.4.1 leaves a transport locked ----
 //
 // Transport.ConsumeContext (transport.go:866–880 in v2.4.1) takes the
 // transport's mutex after the worker answered the consume request, then,
