@@ -105,6 +105,7 @@ type Worker struct {
 
 	mu        sync.Mutex
 	ms        *mediasoup.Worker
+	msClosed  chan struct{} // closed once mediasoup-go finished closing ms
 	server    *mediasoup.WebRtcServer
 	state     State
 	pid       int
@@ -415,10 +416,11 @@ func (w *Worker) spawn() error {
 		return fmt.Errorf("WebRtcServer on port %d (%s): %w", w.port, p.listenDesc(), err)
 	}
 
+	closed := make(chan struct{})
 	w.mu.Lock()
 	w.gen++
 	gen := w.gen
-	w.ms, w.server, w.pid = ms, server, ms.Pid()
+	w.ms, w.server, w.pid, w.msClosed = ms, server, ms.Pid(), closed
 	w.state = StateAlive
 	w.startedAt = time.Now()
 	w.routers.Store(0)
@@ -428,7 +430,10 @@ func (w *Worker) spawn() error {
 	w.mu.Unlock()
 
 	w.account(ms, gen)
-	ms.OnClose(func(context.Context) { w.onClose(ms, gen) })
+	ms.OnClose(func(context.Context) {
+		w.onClose(ms, gen)
+		close(closed)
+	})
 	p.log.Info("worker started", zap.Int("index", w.index), zap.Int("pid", ms.Pid()), zap.Int("rtcPort", w.port))
 	return nil
 }
@@ -701,7 +706,7 @@ func (w *Worker) respawn() {
 // close stops the slot's worker, if any, and waits for its process to exit.
 func (w *Worker) close() {
 	w.mu.Lock()
-	ms, pid := w.ms, w.pid
+	ms, pid, closed := w.ms, w.pid, w.msClosed
 	w.state = StateClosed
 	w.ms, w.server = nil, nil
 	w.mu.Unlock()
@@ -710,6 +715,13 @@ func (w *Worker) close() {
 	}
 	if !terminate(pid) {
 		w.pool.log.Warn("worker ignored SIGTERM and was killed", zap.Int("index", w.index), zap.Int("pid", pid))
+	}
+	// mediasoup-go reaps the process, then closes its channel, routers and
+	// Worker and logs it: Close returns after that, not before.
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		w.pool.log.Warn("mediasoup-go did not finish closing the worker", zap.Int("index", w.index), zap.Int("pid", pid))
 	}
 }
 
