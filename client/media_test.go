@@ -56,12 +56,19 @@ func loopbackOnly(se *webrtc.SettingEngine) {
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 }
 
+// join joins with ICE kept on loopback, then opts.SettingEngine if set.
 func (e *mediaEnv) join(roomID, peerID string, opts client.JoinOptions) *client.Peer {
 	e.t.Helper()
 	if opts.DisplayName == "" {
 		opts.DisplayName = peerID
 	}
-	opts.SettingEngine = loopbackOnly
+	more := opts.SettingEngine
+	opts.SettingEngine = func(se *webrtc.SettingEngine) {
+		loopbackOnly(se)
+		if more != nil {
+			more(se)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	p, err := client.Join(ctx, e.url, roomID, peerID, opts)

@@ -71,6 +71,10 @@ type Options struct {
 	MaxWorkersPerRoom    int
 
 	// A transport whose ICE stays disconnected this long frees its peer.
+	// mediasoup declares ICE disconnected when the client's consent checks
+	// (STUN binding requests) have stopped for 30 s (mediasoup-go v2.4.1
+	// drops WebRtcTransportOptions.IceConsentTimeout), so a peer whose
+	// network died is freed about 30 s + this after.
 	IceDisconnectGrace time.Duration // 30s
 	// How long a client may take to answer newConsumer / newDataConsumer.
 	ServerRequestTimeout time.Duration // 15s
