@@ -190,6 +190,12 @@ type rawConn struct {
 }
 
 func dialRaw(ctx context.Context, serverURL, roomID, peerID string) (*rawConn, error) {
+	return dialRawBuffers(ctx, serverURL, roomID, peerID, 1024)
+}
+
+// dialRawBuffers is dialRaw with gorilla read and write buffers of size
+// bytes: a message up to the write buffer goes out as one frame.
+func dialRawBuffers(ctx context.Context, serverURL, roomID, peerID string, size int) (*rawConn, error) {
 	u, err := url.Parse(serverURL)
 	if err != nil {
 		return nil, err
@@ -197,7 +203,7 @@ func dialRaw(ctx context.Context, serverURL, roomID, peerID string) (*rawConn, e
 	u.Scheme = strings.Replace(u.Scheme, "http", "ws", 1)
 	u.RawQuery = url.Values{"roomId": {roomID}, "peerId": {peerID}}.Encode()
 	d := websocket.Dialer{Subprotocols: []string{"protoo"}, HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize: 1024, WriteBufferSize: 1024}
+		ReadBufferSize: size, WriteBufferSize: size}
 	ws, resp, err := d.DialContext(ctx, u.String(), nil)
 	var body []byte
 	if resp != nil && resp.Body != nil {

@@ -3,6 +3,7 @@ package room
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
@@ -314,10 +315,22 @@ func (p *Peer) producingTransport(transportID string, count func() int, max int,
 func (p *Peer) watchTransport(t *mediasoup.Transport, consuming bool) {
 	r := p.room
 	id := t.Id()
+	// grace runs while the transport's ICE is disconnected; stopped when ICE
+	// comes back or the transport closes for another reason. Its own lock:
+	// a transport may close with the room's lock held.
+	var graceMu sync.Mutex
 	var grace *time.Timer
+	t.OnClose(func(context.Context) {
+		graceMu.Lock()
+		defer graceMu.Unlock()
+		if grace != nil {
+			grace.Stop()
+			grace = nil
+		}
+	})
 	t.OnIceStateChange(func(s mediasoup.IceState) {
-		r.mu.Lock()
-		defer r.mu.Unlock()
+		graceMu.Lock()
+		defer graceMu.Unlock()
 		switch s {
 		case mediasoup.IceStateDisconnected, mediasoup.IceStateClosed:
 			if grace == nil {

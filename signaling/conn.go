@@ -639,11 +639,13 @@ func (c *Conn) readFailed(err error) {
 }
 
 // Lingering close: after the server's close frame, what the client still
-// sends is read and dropped until it closes its side, it stays quiet for
-// lingerQuiet, or lingerMax passed.
+// sends is read and dropped until it closes its side, it stays quiet (for
+// lingerSilent if it sent nothing since, lingerQuiet once it did), or
+// lingerMax passed.
 const (
-	lingerQuiet = time.Second
-	lingerMax   = 5 * time.Second
+	lingerSilent = 500 * time.Millisecond
+	lingerQuiet  = 2 * time.Second
+	lingerMax    = 5 * time.Second
 )
 
 // discardUntilClosed drops raw bytes the client still sends (a lingering
@@ -652,13 +654,15 @@ const (
 // close frame, its write) before it reads the close frame. Used where
 // gorilla can read no further frames (a frame over the limit, a read
 // timeout); elsewhere readLoop goes on reading frames until the client's
-// close frame.
+// close frame. A silent client (a dead peer's keep-alive timeout) is let go
+// after lingerSilent.
 func (c *Conn) discardUntilClosed() {
 	nc := c.ws.NetConn()
 	end := time.Now().Add(lingerMax)
 	buf := make([]byte, 32<<10)
+	wait := lingerSilent
 	for time.Now().Before(end) {
-		quiet := time.Now().Add(lingerQuiet)
+		quiet := time.Now().Add(wait)
 		if quiet.After(end) {
 			quiet = end
 		}
@@ -666,6 +670,7 @@ func (c *Conn) discardUntilClosed() {
 		if _, err := nc.Read(buf); err != nil {
 			return // closed, reset, or quiet: closing now resets nothing
 		}
+		wait = lingerQuiet
 	}
 }
 
