@@ -90,7 +90,7 @@ func TestManyIdlePeers(t *testing.T) {
 	if failed > 0 {
 		t.Errorf("%d of %d idle peers failed to join: %s", failed, want, firstErr)
 	}
-	waitFor(t, 10*time.Second, func() bool { return s.peers() == connected }, "server has %d peers, client %d", s.peers(), connected)
+	waitFor(t, 60*time.Second, func() bool { return s.peers() == connected }, "server has %d peers, client %d", s.peers(), connected)
 
 	// Steady state: a few keep-alive rounds (10 s default ping interval in
 	// the full version would take long: sample after 3 s).
@@ -111,7 +111,8 @@ func TestManyIdlePeers(t *testing.T) {
 	newRoom := joinLatencies(t, s, "probe-loaded", 30)
 	crowded := joinLatenciesInto(t, s, "idle0", 30)
 	// The probes are gone a moment after they closed; no idle peer went.
-	for deadline := time.Now().Add(5 * time.Second); s.peers() != connected && time.Now().Before(deadline); {
+	// (60 s only ends a wait that would last forever.)
+	for deadline := time.Now().Add(60 * time.Second); s.peers() != connected && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if n := s.peers(); n != connected {
@@ -152,9 +153,18 @@ func TestManyIdlePeers(t *testing.T) {
 	figure(t, sec, fmt.Sprintf("join latency with the idle peers, into a room of %d", roomSize), "%s", crowded.summary())
 	figure(t, sec, "mass disconnect: all peers, rooms, routers freed after", "%v (from telling the client process to exit)", cleanup.Round(time.Millisecond))
 
-	// A new peer must not wait behind thousands of idle ones.
-	if p99 := newRoom.quantile(0.99); p99 > max(10*empty.quantile(0.99), 500*time.Millisecond) {
-		t.Errorf("join p99 %v with %d idle peers vs %v on the empty server", p99, connected, empty.quantile(0.99))
+	// A new peer must not wait behind thousands of idle ones. The p99 of
+	// 30 joins is about their slowest, and the two sets are measured a
+	// minute apart: one stall of the machine in between (-race, 2 cores,
+	// other tests) is not a fault, so the floor is 5 s, not 500 ms; the
+	// ratio is a figure for documents. A join that waits behind the idle
+	// peers still crosses it: 0.33 ms per peer at 15,000 (-full), 17 ms per
+	// peer at 300.
+	p99, p99Empty := newRoom.quantile(0.99), empty.quantile(0.99)
+	figure(t, sec, "join p99 with the idle peers / on the empty server", "%.1f× (%s / %s)",
+		float64(p99)/float64(max(p99Empty, time.Microsecond)), ms(p99), ms(p99Empty))
+	if p99 > max(10*p99Empty, 5*time.Second) {
+		t.Errorf("join p99 %v with %d idle peers vs %v on the empty server", p99, connected, p99Empty)
 	}
 }
 

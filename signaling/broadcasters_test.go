@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
 	"github.com/mediasoup-server/mediasoup-server/client"
@@ -38,7 +37,7 @@ func (e *env) api(method, path string, body, out any) (int, string) {
 		}
 		rd = bytes.NewReader(j)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, e.url+path, rd)
 	if err != nil {
@@ -122,7 +121,7 @@ func opusParams(ssrc uint32) map[string]any {
 // producerPackets is the packet count the worker reports for a producer.
 func producerPackets(t *testing.T, p *room.Peer, producerID string) uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
 	stats, err := p.ProducerStats(ctx, producerID)
 	if err != nil {
@@ -204,7 +203,7 @@ func TestBroadcasterPlainRtpEndToEnd(t *testing.T) {
 		send()
 	}
 	p := e.rooms.Room("R").Peer("bc")
-	testutil.Eventually(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, settle, func() bool {
 		if producerPackets(t, p, prod.ID) > 0 {
 			return true
 		}
@@ -268,7 +267,7 @@ func TestBroadcasterDeleteClosesEverything(t *testing.T) {
 	if r.Peer("bc") != nil {
 		t.Fatal("the broadcaster is still in the room")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
 	dump, err := r.Router().DumpContext(ctx)
 	if err != nil {
@@ -283,7 +282,7 @@ func TestBroadcasterDeleteClosesEverything(t *testing.T) {
 	// A room whose last peer was a broadcaster closes with it.
 	e.broadcaster("solo", "bc", nil)
 	e.mustAPI("DELETE", "/rooms/solo/broadcasters/bc", nil, nil)
-	testutil.Eventually(t, 5*time.Second, func() bool { return e.rooms.Room("solo") == nil }, "room solo did not close")
+	testutil.Eventually(t, settle, func() bool { return e.rooms.Room("solo") == nil }, "room solo did not close")
 }
 
 func TestBroadcasterErrors(t *testing.T) {
@@ -341,7 +340,7 @@ func TestBroadcasterErrors(t *testing.T) {
 	// A join that fails after admission leaves no peer (nor a room behind).
 	e.wantAPI(400, "POST", "/rooms/fresh/broadcasters",
 		map[string]any{"id": "bc", "displayName": strings.Repeat("x", 1000)}, "displayName")
-	testutil.Eventually(t, 5*time.Second, func() bool { return e.rooms.Room("fresh") == nil }, "room fresh left behind")
+	testutil.Eventually(t, settle, func() bool { return e.rooms.Room("fresh") == nil }, "room fresh left behind")
 
 	// Routes on a real broadcaster.
 	e.broadcaster("R4", "bc", b.caps)

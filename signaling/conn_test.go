@@ -20,7 +20,10 @@ import (
 	"go.uber.org/zap"
 )
 
-const waitFor = 5 * time.Second // upper bound of every wait; tests poll, never sleep blindly
+// waitFor bounds every wait: tests poll, never sleep blindly, and the bound
+// only ends a test that would wait forever; no wait comes close to it, even
+// on a busy machine.
+const waitFor = 30 * time.Second
 
 // eventually polls cond until it holds or waitFor passes.
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -243,10 +246,13 @@ func waitClosed(t *testing.T, a accepted) {
 	}
 }
 
+// testLimits pings every second; the pong timeout (the default 30 s) is
+// far from what a slow test step takes: a client that is only slow to read
+// is not closed under a test (TestPongTimeout sets its own).
 func testLimits() Limits {
 	l := DefaultLimits()
 	l.PingInterval = time.Second
-	l.PongTimeout = 3 * time.Second
+	l.PongTimeout = 30 * time.Second
 	return l
 }
 
@@ -551,7 +557,9 @@ func TestOversizedFrame(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	checkLeaks(t)
 	l := testLimits()
-	l.RequestRate = 20
+	// 12 requests at once against a burst of 5 and 2 more per second: all
+	// would pass only if reading 12 frames took the server 3.5 s.
+	l.RequestRate = 2
 	l.RequestBurst = 5
 	h := newHarness(t, l)
 	c, a := h.connect()
@@ -582,18 +590,13 @@ func TestRateLimit(t *testing.T) {
 	waitClosed(t, a)
 }
 
-func TestServerRequest(t *testing.T) {
-	checkLeaks(t)
-	l := testLimits()
-	l.ServerRequestTimeout = 200 * time.Millisecond
-	l.MaxPendingServerRequests = 2
-	h := newHarness(t, l)
-	c, a := h.connect()
-
-	// The client answers "accept" with ok, "reject" with 403, ignores "ignore".
-	clientDone := make(chan struct{})
+// answerServerRequests is the client side of the server-request tests: it
+// answers "accept" with ok, "reject" with 403, ignores the rest, and
+// returns when the connection fails.
+func (c *client) answerServerRequests() (done <-chan struct{}) {
+	ch := make(chan struct{})
 	go func() {
-		defer close(clientDone)
+		defer close(ch)
 		for {
 			_, b, err := c.ws.ReadMessage()
 			if err != nil {
@@ -620,6 +623,27 @@ func TestServerRequest(t *testing.T) {
 			}
 		}
 	}()
+	return ch
+}
+
+func pendingRequests(c *Conn) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending)
+}
+
+// The answers, the caller's context, and the pending limit. The server
+// request timeout is an hour: no answer the client gives on a slow machine
+// can race it.
+func TestServerRequest(t *testing.T) {
+	checkLeaks(t)
+	l := testLimits()
+	l.ServerRequestTimeout = time.Hour
+	l.MaxPendingServerRequests = 2
+	h := newHarness(t, l)
+	c, a := h.connect()
+	clientDone := c.answerServerRequests()
+
 	ctx := context.Background()
 	data, err := a.conn.Request(ctx, "accept", map[string]int{"n": 1})
 	if err != nil || string(data) != `{"got":{"n":1}}` {
@@ -630,26 +654,16 @@ func TestServerRequest(t *testing.T) {
 	if !errors.As(err, &re) || re.Code != 403 || re.Reason != "no thanks" {
 		t.Fatalf("reject: %v", err)
 	}
-	start := time.Now()
-	_, err = a.conn.Request(ctx, "ignore", nil)
-	if !errors.Is(err, ErrRequestTimeout) || time.Since(start) < l.ServerRequestTimeout {
-		t.Fatalf("ignore: %v after %v", err, time.Since(start))
-	}
-	pending := func() int {
-		a.conn.mu.Lock()
-		defer a.conn.mu.Unlock()
-		return len(a.conn.pending)
-	}
-	if n := pending(); n != 0 {
-		t.Fatalf("%d pending after timeout", n)
-	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	if _, err := a.conn.Request(cctx, "ignore", nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
 	}
+	if n := pendingRequests(a.conn); n != 0 {
+		t.Fatalf("%d pending after a cancelled request", n)
+	}
 
-	// Pending limit, then the close fails the waiting requests promptly.
+	// The pending limit.
 	errs := make(chan error, 2)
 	for range 2 {
 		go func() {
@@ -657,20 +671,111 @@ func TestServerRequest(t *testing.T) {
 			errs <- err
 		}()
 	}
-	eventually(t, "2 pending requests", func() bool { return pending() == 2 })
+	eventually(t, "2 pending requests", func() bool { return pendingRequests(a.conn) == 2 })
 	if _, err := a.conn.Request(ctx, "ignore", nil); !errors.Is(err, ErrTooManyPending) {
 		t.Fatalf("third pending: %v", err)
 	}
-	start = time.Now()
 	a.conn.Close(4000, "bye")
 	for range 2 {
-		if err := <-errs; !errors.Is(err, ErrConnClosed) {
-			t.Fatalf("pending at close: %v", err)
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrConnClosed) {
+				t.Fatalf("pending at close: %v", err)
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("pending requests still waiting %v after Close", waitFor)
 		}
 	}
-	if d := time.Since(start); d > 100*time.Millisecond {
-		t.Errorf("pending requests failed %v after close", d)
+	waitClosed(t, a)
+	<-clientDone
+}
+
+// An unanswered server request fails with ErrRequestTimeout, not before
+// ServerRequestTimeout, and is forgotten.
+func TestServerRequestTimeout(t *testing.T) {
+	checkLeaks(t)
+	l := testLimits()
+	l.ServerRequestTimeout = 200 * time.Millisecond
+	h := newHarness(t, l)
+	c, a := h.connect()
+	clientDone := c.answerServerRequests()
+
+	start := time.Now()
+	got := make(chan error, 1)
+	go func() {
+		_, err := a.conn.Request(context.Background(), "ignore", nil)
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		took := time.Since(start)
+		if !errors.Is(err, ErrRequestTimeout) || took < l.ServerRequestTimeout {
+			t.Fatalf("ignore: %v after %v", err, took)
+		}
+		t.Logf("unanswered request failed after %v (ServerRequestTimeout %v)", took.Round(time.Millisecond), l.ServerRequestTimeout)
+	case <-time.After(l.ServerRequestTimeout + waitFor):
+		t.Fatalf("unanswered request still waiting %v after its timeout", waitFor)
 	}
+	if n := pendingRequests(a.conn); n != 0 {
+		t.Fatalf("%d pending after timeout", n)
+	}
+	c.ws.Close()
+	waitClosed(t, a)
+	<-clientDone
+}
+
+// Close fails the pending server requests at once: without waiting for
+// their timeout (an hour here), nor for the session's running handler to
+// return (it blocks until the test lets it go, so the connection cannot
+// finish closing before that).
+func TestCloseFailsPendingRequests(t *testing.T) {
+	checkLeaks(t)
+	l := testLimits()
+	l.ServerRequestTimeout = time.Hour
+	h := newHarness(t, l)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	letGo := func() { releaseOnce.Do(func() { close(release) }) }
+	defer letGo() // also on failure: let the connection finish
+	handling := make(chan struct{})
+	h.handler = func(_ *Conn, _ context.Context, _ string, _ json.RawMessage) (any, error) {
+		close(handling)
+		<-release // ignores the cancellation: the connection cannot finish closing
+		return nil, nil
+	}
+	c, a := h.connect()
+	clientDone := c.answerServerRequests() // ignores "ignore", answers the close frame
+	c.send(`{"request":true,"id":1,"method":"block"}`)
+	<-handling
+
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := a.conn.Request(context.Background(), "ignore", nil)
+			errs <- err
+		}()
+	}
+	eventually(t, "2 pending requests", func() bool { return pendingRequests(a.conn) == 2 })
+	start := time.Now()
+	a.conn.Close(4000, "bye")
+	for range 2 {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrConnClosed) {
+				t.Fatalf("pending at close: %v", err)
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("pending requests still waiting %v after Close", waitFor)
+		}
+	}
+	failed := time.Since(start)
+	select {
+	case <-a.conn.Done():
+		t.Fatal("the connection finished closing while its handler still ran")
+	default:
+	}
+	t.Logf("pending requests failed %v after Close", failed.Round(time.Microsecond))
+	letGo()
 	waitClosed(t, a)
 	<-clientDone
 }
@@ -774,6 +879,11 @@ func TestCloseWaitsForHandler(t *testing.T) {
 	eventually(t, "done observed", func() bool { return closedAfter.Load() })
 }
 
+// A client that answers no ping is closed after PongTimeout (not before;
+// the bound on after is waitFor, the figure is logged); one that answers
+// stays connected past PongTimeout. The second half runs with a pong
+// timeout of 2 s: a client stalled that long on a busy machine would rightly
+// be closed, and none is.
 func TestPongTimeout(t *testing.T) {
 	checkLeaks(t)
 	l := testLimits()
@@ -785,9 +895,11 @@ func TestPongTimeout(t *testing.T) {
 	c.ws.SetPingHandler(func(string) error { pings.Add(1); return nil }) // never answers
 	start := time.Now()
 	err := c.readClose()
-	if d := time.Since(start); d < l.PongTimeout/2 {
+	d := time.Since(start)
+	if d < l.PongTimeout/2 {
 		t.Errorf("closed after %v", d)
 	}
+	t.Logf("a client answering no ping closed after %v (PongTimeout %v)", d.Round(time.Millisecond), l.PongTimeout)
 	if pings.Load() == 0 {
 		t.Error("no ping received")
 	}
@@ -796,9 +908,19 @@ func TestPongTimeout(t *testing.T) {
 	}
 	waitClosed(t, a)
 
-	// A client that answers pings stays connected past PongTimeout.
-	c2, a2 := h.connect()
-	_ = c2.ws.SetReadDeadline(time.Now().Add(3 * l.PongTimeout))
+	// A client that answers pings (gorilla's default ping handler, while
+	// it reads) stays connected past PongTimeout.
+	l2 := testLimits()
+	l2.PingInterval = 100 * time.Millisecond
+	l2.PongTimeout = 2 * time.Second
+	h2 := newHarness(t, l2)
+	c2, a2 := h2.connect()
+	var pongs atomic.Int32
+	c2.ws.SetPingHandler(func(data string) error {
+		pongs.Add(1)
+		return c2.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(waitFor))
+	})
+	_ = c2.ws.SetReadDeadline(time.Now().Add(l2.PongTimeout * 3 / 2))
 	if _, _, err := c2.ws.ReadMessage(); err == nil {
 		t.Fatal("unexpected message")
 	} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
@@ -808,6 +930,9 @@ func TestPongTimeout(t *testing.T) {
 	case <-a2.conn.Done():
 		t.Fatal("server closed an answering client")
 	default:
+	}
+	if pongs.Load() == 0 {
+		t.Fatal("no ping answered")
 	}
 	// (the client's read timed out, so this connection is unusable: close it)
 	c2.ws.Close()

@@ -43,7 +43,7 @@ func newOpsServer(t *testing.T, workers int, mod func(*signaling.Options), rmod 
 	t.Helper()
 	log := zaptest.NewLogger(t)
 	pool := testserver.Pool(t, workers, log)
-	ropts := room.Options{Logger: log.Named("room"), ServerRequestTimeout: 2 * time.Second}
+	ropts := room.Options{Logger: log.Named("room"), ServerRequestTimeout: settle}
 	for _, m := range rmod {
 		m(&ropts)
 	}
@@ -139,7 +139,7 @@ type opsPeer struct {
 }
 
 func (s *opsServer) dial(roomID, peerID string, query ...string) (*opsPeer, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
 	opts := &client.DialOptions{OnRequest: func(string, json.RawMessage) (any, error) { return struct{}{}, nil }}
 	if len(query) > 0 {
@@ -233,7 +233,7 @@ func TestMetricsFollowPeers(t *testing.T) {
 	b := s.mustDial("mroom", "b")
 	b.joinWithTransports("B")
 	// b consumes a's producer and data producer once it accepted the server requests.
-	testutil.Eventually(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, settle, func() bool {
 		m := s.scrape()
 		return m["mediasoup_server_consumers"] == 1 && m["mediasoup_server_data_consumers"] == 1
 	}, "b's consumers not counted")
@@ -269,7 +269,7 @@ func TestMetricsFollowPeers(t *testing.T) {
 	// b leaves: its transports and consumers go, a hears peerClosed.
 	_ = b.Close()
 	_ = c.Close()
-	testutil.Eventually(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, settle, func() bool {
 		m := s.scrape()
 		return m["mediasoup_server_peers{joined=true}"] == 1 && m["mediasoup_server_peers{joined=false}"] == 0 &&
 			m["mediasoup_server_consumers"] == 0 && m["mediasoup_server_data_consumers"] == 0 &&
@@ -277,7 +277,7 @@ func TestMetricsFollowPeers(t *testing.T) {
 			m["mediasoup_server_notifications_sent_total{method=peerClosed}"] == 1
 	}, "metrics did not follow b leaving: %v", func() map[string]float64 { return s.scrape() }())
 	_ = a.Close()
-	testutil.Eventually(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, settle, func() bool {
 		m := s.scrape()
 		return m["mediasoup_server_rooms"] == 0 && m["mediasoup_server_peers{joined=true}"] == 0 &&
 			m["mediasoup_server_websocket_connections"] == 0 && m["mediasoup_server_producers"] == 0
@@ -291,11 +291,11 @@ func TestMetricsFollowPeers(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, settle, func() bool {
 		in := s.pool.Infos()[0]
 		return in.State == worker.StateAlive && in.Pid != pid
 	}, "worker not respawned")
-	testutil.Eventually(t, 2*time.Second, func() bool {
+	testutil.Eventually(t, settle, func() bool {
 		m := s.scrape()
 		return m["mediasoup_server_worker_deaths_total{worker=0}"] == 1 &&
 			m["mediasoup_server_worker_restarts_total{worker=0}"] == 1 && m["mediasoup_server_worker_up{worker=0}"] == 1
@@ -307,7 +307,7 @@ func TestMetricsRegistriesAreSeparate(t *testing.T) {
 	s1 := newOpsServer(t, 1, nil)
 	s2 := newOpsServer(t, 1, nil)
 	s1.mustDial("x", "a")
-	testutil.Eventually(t, 2*time.Second, func() bool {
+	testutil.Eventually(t, settle, func() bool {
 		return s1.scrape()["mediasoup_server_websocket_connections"] == 1
 	}, "s1 connection not counted")
 	if v := s2.scrape()["mediasoup_server_websocket_connections"]; v != 0 {
@@ -342,7 +342,7 @@ func TestReadinessAndDrain(t *testing.T) {
 	}
 	testutil.Eventually(t, 2*time.Second, func() bool { code, _ := s.ready(); return code == http.StatusServiceUnavailable },
 		"/readyz stayed 200 with a dead worker")
-	testutil.Eventually(t, 5*time.Second, func() bool { code, _ := s.ready(); return code == http.StatusOK },
+	testutil.Eventually(t, settle, func() bool { code, _ := s.ready(); return code == http.StatusOK },
 		"/readyz not 200 after the worker's respawn")
 
 	joined := s.mustDial("d", "joined")
@@ -387,7 +387,7 @@ func TestReadinessAndDrain(t *testing.T) {
 			if p.CloseCode() != room.CloseKicked {
 				t.Fatalf("%s closed with %d, want 4000", p.PeerID(), p.CloseCode())
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(settle):
 			t.Fatalf("%s not closed", p.PeerID())
 		}
 	}
@@ -578,7 +578,7 @@ func TestAllowedOrigins(t *testing.T) {
 		o.Limits.CheckOrigin = signaling.AllowOrigins([]string{"https://app.example.com", "http://localhost:3000/"})
 	})
 	dial := func(origin string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), settle)
 		defer cancel()
 		opts := &client.DialOptions{}
 		if origin != "" {
@@ -620,7 +620,7 @@ func TestAdminRoomsListsEveryRouterOfASpreadRoom(t *testing.T) {
 	a.must("produce", client.ProduceRequest{TransportID: a.send.ID, Kind: "audio", RtpParameters: json.RawMessage(
 		`{"codecs":[{"mimeType":"audio/opus","payloadType":111,"clockRate":48000,"channels":2}],"headerExtensions":[],"encodings":[{"ssrc":4343}],"rtcp":{"cname":"s"}}`)}, nil)
 	s.mustDial("big", "b").joinWithTransports("B") // consumes a's audio
-	testutil.Eventually(t, 5*time.Second, func() bool { return s.scrape()["mediasoup_server_consumers"] == 1 },
+	testutil.Eventually(t, settle, func() bool { return s.scrape()["mediasoup_server_consumers"] == 1 },
 		"b's consumer not created")
 	s.mustDial("big", "c").joinWithTransports("C") // on a router of the other worker
 

@@ -30,11 +30,20 @@ type env struct {
 	url   string
 }
 
+// settle bounds every wait of these tests for the server (a request
+// answered, a notification, a room closed, a worker's objects freed): the
+// tests poll, and the bound only ends a test that would wait forever; a
+// busy machine (-race, 2 cores, other tests) never comes close to it. It is
+// also the rooms' ServerRequestTimeout: a peer slow to answer newConsumer is
+// not dropped under a test (TestUnansweredNewConsumerLeavesNoConsumer sets
+// its own).
+const settle = 30 * time.Second
+
 func newEnv(t *testing.T, workers int, mod ...func(*room.Options, *signaling.Limits)) *env {
 	t.Helper()
 	log := zaptest.NewLogger(t)
 	pool := testserver.Pool(t, workers, log)
-	ropts := room.Options{Logger: log.Named("room"), ServerRequestTimeout: 2 * time.Second}
+	ropts := room.Options{Logger: log.Named("room"), ServerRequestTimeout: settle}
 	limits := signaling.DefaultLimits()
 	for _, m := range mod {
 		m(&ropts, &limits)
@@ -65,7 +74,7 @@ func (e *env) dial(roomID, peerID string) *tpeer {
 	e.t.Helper()
 	p := &tpeer{t: e.t, consumers: make(chan client.NewConsumer, 64), dataCons: make(chan client.NewDataConsumer, 64),
 		release: make(chan struct{})}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
 	c, err := client.Dial(ctx, e.url, roomID, peerID, &client.DialOptions{
 		OnRequest: func(method string, data json.RawMessage) (any, error) {
@@ -114,9 +123,9 @@ func (p *tpeer) must(method string, data, result any) {
 	mustRequest(p.t, p.Conn, method, data, result)
 }
 
-// request sends one request with a 5 s bound.
+// request sends one request, bounded by settle.
 func request(c *client.Conn, method string, data, result any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
 	return c.Request(ctx, method, data, result)
 }
@@ -186,7 +195,7 @@ func (p *tpeer) nextConsumer() client.NewConsumer {
 	select {
 	case nc := <-p.consumers:
 		return nc
-	case <-time.After(5 * time.Second):
+	case <-time.After(settle):
 		p.t.Fatalf("%s: no newConsumer", p.PeerID())
 		return client.NewConsumer{}
 	}
@@ -197,7 +206,7 @@ func (p *tpeer) nextDataConsumer() client.NewDataConsumer {
 	select {
 	case nd := <-p.dataCons:
 		return nd
-	case <-time.After(5 * time.Second):
+	case <-time.After(settle):
 		p.t.Fatalf("%s: no newDataConsumer", p.PeerID())
 		return client.NewDataConsumer{}
 	}
@@ -205,7 +214,7 @@ func (p *tpeer) nextDataConsumer() client.NewDataConsumer {
 
 func (p *tpeer) waitNote(method string, match func(json.RawMessage) bool) json.RawMessage {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
 	d, err := p.WaitNotification(ctx, method, match)
 	if err != nil {
@@ -259,7 +268,7 @@ func TestJoinProduceConsumeAndLeave(t *testing.T) {
 	}
 	// Consumers are resumed once bob accepted them.
 	cid := got[video].ID
-	testutil.Eventually(t, 2*time.Second, func() bool {
+	testutil.Eventually(t, settle, func() bool {
 		var stats []map[string]any
 		return b.req("getConsumerStats", map[string]string{"consumerId": cid}, &stats) == nil
 	}, "consumer stats")
@@ -307,8 +316,8 @@ func TestJoinProduceConsumeAndLeave(t *testing.T) {
 // waitRoomGone waits until the room is closed and no worker holds a router.
 func waitRoomGone(t *testing.T, e *env, id string) {
 	t.Helper()
-	testutil.Eventually(t, 3*time.Second, func() bool { return e.rooms.Room(id) == nil }, "room %s still open", id)
-	testutil.Eventually(t, 3*time.Second, func() bool {
+	testutil.Eventually(t, settle, func() bool { return e.rooms.Room(id) == nil }, "room %s still open", id)
+	testutil.Eventually(t, settle, func() bool {
 		for _, w := range e.pool.Workers() {
 			d, err := w.Dump(context.Background())
 			if err != nil || len(d.RouterIds) != 0 {
@@ -404,7 +413,7 @@ func TestRejectedNewConsumerLeavesNoConsumer(t *testing.T) {
 	b.join("B")
 	a.produce("audio")
 	// The worker must hold no consumer for b once the rejection came back.
-	testutil.Eventually(t, 3*time.Second, func() bool {
+	testutil.Eventually(t, settle, func() bool {
 		return consumersOn(t, e, "rej") == 0
 	}, "a rejected consumer stayed on the server")
 	noPeerConsumers(t, e, "rej")
@@ -458,7 +467,7 @@ func TestReconnectingAlonePeerGetsAWorkingRoom(t *testing.T) {
 		if a.CloseCode() != room.CloseKicked {
 			t.Fatalf("old connection closed with %d, want %d", a.CloseCode(), room.CloseKicked)
 		}
-	case <-time.After(3 * time.Second):
+	case <-time.After(settle):
 		t.Fatal("old connection not closed")
 	}
 	a2.setup()
@@ -546,7 +555,7 @@ func TestWorkerDeathClosesOnlyItsRoomsAndPeersReconnect(t *testing.T) {
 		if code := a.CloseCode(); code == room.CloseKicked || code == 0 {
 			t.Fatalf("peer of the dead worker closed with %d: must be reconnectable", code)
 		}
-	case <-time.After(3 * time.Second):
+	case <-time.After(settle):
 		t.Fatal("peer of the dead worker not closed")
 	}
 	// The other room noticed nothing.
@@ -568,7 +577,7 @@ func killPid(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
 // worker drops a closed consumer just before the room forgets it).
 func noPeerConsumers(t *testing.T, e *env, roomID string) {
 	t.Helper()
-	testutil.Eventually(t, 3*time.Second, func() bool {
+	testutil.Eventually(t, settle, func() bool {
 		for _, p := range e.rooms.Room(roomID).Peers() {
 			if _, _, c := p.Snapshot(); c.Consumers != 0 {
 				return false

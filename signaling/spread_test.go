@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mediasoup-server/mediasoup-server/client"
 	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
@@ -78,18 +77,18 @@ func TestRoomSpreadsOverWorkers(t *testing.T) {
 	pipesBefore := rm.Pipes()
 	a.must("closeProducer", map[string]string{"producerId": aAudio}, nil)
 	c.waitNote("consumerClosed", field("consumerId", cCons))
-	testutil.Eventually(t, 3*time.Second, func() bool { return rm.Pipes() < pipesBefore },
+	testutil.Eventually(t, settle, func() bool { return rm.Pipes() < pipesBefore },
 		"closing a producer did not close its piped copy")
 
 	// c is the only peer on the second router: its leaving frees that
 	// router and every pipe to it, while the room lives on.
 	second := routers[1]
 	_ = c.Close()
-	testutil.Eventually(t, 3*time.Second, func() bool {
+	testutil.Eventually(t, settle, func() bool {
 		return len(rm.Routers()) == 1 && rm.PipeTransports() == 0 && rm.Pipes() == 0
 	}, "the second router is still in use after its last peer left: %d routers, %d pipe transports, %d pipes",
 		len(rm.Routers()), rm.PipeTransports(), rm.Pipes())
-	testutil.Eventually(t, 3*time.Second, func() bool {
+	testutil.Eventually(t, settle, func() bool {
 		in := second.Worker.Info()
 		return in.Routers == 0 && in.Transports == 0
 	}, "the released worker still holds routers or transports: %+v", second.Worker.Info())

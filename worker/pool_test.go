@@ -20,6 +20,11 @@ var opusRouter = &mediasoup.RouterOptions{MediaCodecs: []*mediasoup.RtpCodecCapa
 	Kind: mediasoup.MediaKindAudio, MimeType: "audio/opus", ClockRate: 48000, Channels: 2,
 }}}
 
+// settle bounds every wait for something the pool does on its own (a death
+// reported, a worker respawned): generous, so that only a pool that never
+// does it fails, never a slow machine. How long it took is logged.
+const settle = 30 * time.Second
+
 func newPool(t *testing.T, n int, mod ...func(*worker.Options)) *worker.Pool {
 	t.Helper()
 	opts := worker.Options{
@@ -164,27 +169,34 @@ func TestPoolReportsDeathAndRespawns(t *testing.T) {
 	if err := syscall.Kill(oldPid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	// The pool learns of the death from the worker's pipes closing, not
+	// by polling: it is reported, the router closed and the worker replaced
+	// at once (RespawnMinDelay 50 ms). How fast is a figure, logged below;
+	// the bounds are only there to end a test that waits forever.
+	var noticed, closed time.Duration
 	select {
 	case d := <-deaths:
+		noticed = time.Since(killed)
 		if d.Index != 0 || d.Pid != oldPid {
 			t.Fatalf("death %+v, want index 0 pid %d", d, oldPid)
 		}
-		if elapsed := time.Since(killed); elapsed > time.Second {
-			t.Fatalf("death noticed after %v, want < 1s", elapsed)
-		}
-	case <-time.After(time.Second):
-		t.Fatal("no death reported within 1s of SIGKILL")
+	case <-time.After(settle):
+		t.Fatalf("no death reported within %v of SIGKILL", settle)
 	}
 	select {
 	case <-routerClosed:
-	case <-time.After(time.Second):
-		t.Fatal("the dead worker's router was not closed")
+		closed = time.Since(killed)
+	case <-time.After(settle):
+		t.Fatalf("the dead worker's router was not closed within %v", settle)
 	}
 
-	// A replacement serves within 2 s of the kill.
-	testutil.Eventually(t, 2*time.Second-time.Since(killed), func() bool {
+	// A replacement serves.
+	testutil.Eventually(t, settle, func() bool {
 		return victim.State() == worker.StateAlive && victim.Pid() != oldPid
 	}, "worker 0 not respawned: %+v", victim.Info())
+	respawned := time.Since(killed)
+	t.Logf("after SIGKILL: death reported in %v, router closed in %v, replacement alive in %v (respawn delay %v)",
+		noticed.Round(time.Millisecond), closed.Round(time.Millisecond), respawned.Round(time.Millisecond), 50*time.Millisecond)
 	if _, err := victim.CreateRouter(context.Background(), opusRouter); err != nil {
 		t.Fatalf("respawned worker does not serve: %v", err)
 	}
@@ -215,12 +227,13 @@ func TestPoolBacksOffWhenAWorkerKeepsDying(t *testing.T) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		testutil.Eventually(t, 3*time.Second, func() bool {
+		testutil.Eventually(t, settle, func() bool {
 			return w.State() == worker.StateAlive && w.Pid() != pid
 		}, "no respawn")
 		gaps = append(gaps, time.Since(killed))
 	}
 	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond}
+	t.Logf("kill → alive again: %v (backoff %v)", gaps, want)
 	for i := range gaps {
 		if gaps[i] < want[i] {
 			t.Fatalf("respawn gaps %v: gap %d shorter than the backoff %v", gaps, i, want[i])

@@ -43,8 +43,8 @@ func startOne(t *testing.T, env []string, scheme string, args ...string) (*serve
 		"-worker-bin", testutil.WorkerBin(t),
 	}, args...)...)
 	base := fmt.Sprintf("%s://127.0.0.1:%d", scheme, httpPort)
-	hc := &http.Client{Timeout: 5 * time.Second}
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	hc := &http.Client{Timeout: settle}
+	testutil.Eventually(t, settle, func() bool {
 		resp, err := hc.Get(base + "/healthz")
 		if err != nil {
 			return false
@@ -106,7 +106,7 @@ func readyz(hc *http.Client, base string) (int, string) {
 
 func dialPeer(t *testing.T, base, roomID, peerID string, opts *client.DialOptions) (*client.Conn, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
 	c, err := client.Dial(ctx, base, roomID, peerID, opts)
 	if err == nil {
@@ -116,16 +116,18 @@ func dialPeer(t *testing.T, base, roomID, peerID string, opts *client.DialOption
 }
 
 func request(c *client.Conn, method string, data, result any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
 	return c.Request(ctx, method, data, result)
 }
 
 // The drain sequence: SIGTERM flips readiness and refuses new peers and
 // joins while the rooms run on for the grace period; then every peer is
-// closed with 4000, the server exits 0 and leaves no worker behind.
+// closed with 4000, the server exits 0 and leaves no worker behind. The
+// grace (10 s) is what the checks made during it may take: a few round
+// trips, logged, that a busy machine stretches but never to 10 s.
 func TestDrainThenCloseWith4000(t *testing.T) {
-	const grace = 2 * time.Second
+	const grace = 10 * time.Second
 	s, base, hc := startOne(t, nil, "http", "-drain-grace", grace.String())
 	if code, body := readyz(hc, base); code != http.StatusOK {
 		t.Fatalf("/readyz = %d %s before the drain", code, body)
@@ -152,7 +154,7 @@ func TestDrainThenCloseWith4000(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	testutil.Eventually(t, time.Second, func() bool {
+	testutil.Eventually(t, grace, func() bool {
 		code, body := readyz(hc, base)
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "draining")
 	}, "/readyz did not turn 503 draining")
@@ -168,8 +170,9 @@ func TestDrainThenCloseWith4000(t *testing.T) {
 	}
 	// The room still works during the grace period.
 	if err := request(joined, "changeDisplayName", map[string]string{"displayName": "J2"}, nil); err != nil {
-		t.Fatalf("joined peer during the grace period: %v", err)
+		t.Fatalf("joined peer during the grace period (%v after SIGTERM): %v", time.Since(start), err)
 	}
+	t.Logf("checks during the grace period done %v after SIGTERM (grace %v)", time.Since(start).Round(time.Millisecond), grace)
 
 	for _, p := range []*client.Conn{joined, waiting} {
 		select {
@@ -177,14 +180,16 @@ func TestDrainThenCloseWith4000(t *testing.T) {
 			if p.CloseCode() != 4000 {
 				t.Fatalf("%s closed with %d, want 4000", p.PeerID(), p.CloseCode())
 			}
-		case <-time.After(grace + 5*time.Second):
+		case <-time.After(grace + settle):
 			t.Fatalf("%s not closed after the grace period", p.PeerID())
 		}
 	}
-	if d := time.Since(start); d < grace-500*time.Millisecond {
+	d := time.Since(start)
+	if d < grace-500*time.Millisecond {
 		t.Fatalf("peers closed %v after SIGTERM, before the %v grace period", d, grace)
 	}
-	if code := s.waitExit(t, 10*time.Second); code != 0 {
+	t.Logf("peers closed %v after SIGTERM (grace %v)", d.Round(time.Millisecond), grace)
+	if code := s.waitExit(t, settle); code != 0 {
 		t.Fatalf("exit code %d after the drain, want 0\n%s", code, s.out.String())
 	}
 	for _, pid := range pids {
@@ -194,20 +199,23 @@ func TestDrainThenCloseWith4000(t *testing.T) {
 	}
 }
 
-// With no rooms the drain does not wait for the grace period; during one,
-// a second signal exits at once, and no worker is left behind either way.
+// With no rooms the drain does not wait for the grace period (10 minutes
+// here: exiting within settle is not waiting for it); during one, a second
+// signal exits at once, and no worker is left behind either way.
 func TestDrainShortcuts(t *testing.T) {
 	t.Run("no rooms", func(t *testing.T) {
-		s, _, _ := startOne(t, nil, "http", "-drain-grace", "1m")
+		s, _, _ := startOne(t, nil, "http", "-drain-grace", "10m")
+		start := time.Now()
 		if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		if code := s.waitExit(t, 5*time.Second); code != 0 {
+		if code := s.waitExit(t, settle); code != 0 {
 			t.Fatalf("exit code %d", code)
 		}
+		t.Logf("exited %v after SIGTERM (grace 10m)", time.Since(start).Round(time.Millisecond))
 	})
 	t.Run("second signal", func(t *testing.T) {
-		s, base, hc := startOne(t, nil, "http", "-drain-grace", "1m")
+		s, base, hc := startOne(t, nil, "http", "-drain-grace", "10m")
 		pids := s.workerPids(t, hc, base)
 		if _, err := dialPeer(t, base, "room", "p", nil); err != nil {
 			t.Fatal(err)
@@ -215,18 +223,20 @@ func TestDrainShortcuts(t *testing.T) {
 		if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		testutil.Eventually(t, time.Second, func() bool {
+		testutil.Eventually(t, settle, func() bool {
 			code, _ := readyz(hc, base)
 			return code == http.StatusServiceUnavailable
 		}, "/readyz did not turn 503")
+		start := time.Now()
 		if err := s.cmd.Process.Signal(syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
-		if code := s.waitExit(t, 5*time.Second); code != 1 {
+		if code := s.waitExit(t, settle); code != 1 {
 			t.Fatalf("exit code %d after a second signal, want 1", code)
 		}
+		t.Logf("exited %v after the second signal (grace 10m)", time.Since(start).Round(time.Millisecond))
 		for _, pid := range pids {
-			testutil.Eventually(t, 3*time.Second, func() bool { return !testutil.ProcessAlive(pid) },
+			testutil.Eventually(t, settle, func() bool { return !testutil.ProcessAlive(pid) },
 				"worker pid %d survived the server", pid)
 		}
 	})
@@ -288,9 +298,9 @@ func TestTLSServesHTTPSAndWSS(t *testing.T) {
 		"-worker-bin", testutil.WorkerBin(t),
 		"-tls-cert", certFile, "-tls-key", keyFile)
 	base := fmt.Sprintf("https://127.0.0.1:%d", httpPort)
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf}}
+	hc := &http.Client{Timeout: settle, Transport: &http.Transport{TLSClientConfig: tlsConf}}
 	var h health
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, settle, func() bool {
 		resp, err := hc.Get(base + "/healthz")
 		if err != nil {
 			return false
