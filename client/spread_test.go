@@ -62,7 +62,7 @@ func TestMediaAndDataCrossWorkers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.After(10 * time.Second)
+		deadline := time.After(settle)
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for { // until the far side's data consumer is open
@@ -89,16 +89,16 @@ func TestMediaAndDataCrossWorkers(t *testing.T) {
 	}
 	select {
 	case <-cOfA.Done():
-	case <-time.After(5 * time.Second):
+	case <-time.After(settle):
 		t.Fatal("c's consumer across workers not closed with its producer")
 	}
-	waitFor(t, 5*time.Second, func() bool { return rm.Pipes() < pipes }, "piped copy not closed")
+	waitFor(t, settle, func() bool { return rm.Pipes() < pipes }, "piped copy not closed")
 
 	for _, p := range []*client.Peer{a, b, c} {
 		p.Close()
 	}
-	waitFor(t, 5*time.Second, func() bool { return e.rooms.Room("wide") == nil }, "room still open")
-	waitFor(t, 5*time.Second, func() bool {
+	waitFor(t, settle, func() bool { return e.rooms.Room("wide") == nil }, "room still open")
+	waitFor(t, settle, func() bool {
 		for _, w := range e.pool.Workers() {
 			d, err := w.Dump(context.Background())
 			if in := w.Info(); err != nil || len(d.RouterIds) != 0 || in.Transports != 0 {

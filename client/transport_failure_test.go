@@ -28,7 +28,7 @@ func TestServerFreesPeerWhoseDTLSCloses(t *testing.T) {
 		if code := a.Conn().CloseCode(); code != room.CloseTransportFailed {
 			t.Fatalf("a's socket closed with %d, want %d", code, room.CloseTransportFailed)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(settle):
 		t.Fatal("the server kept a peer whose DTLS closed")
 	}
 	note(t, b, "peerClosed", "peerId", "a")

@@ -41,8 +41,18 @@ type opsServer struct {
 
 func newOpsServer(t *testing.T, workers int, mod func(*signaling.Options), rmod ...func(*room.Options)) *opsServer {
 	t.Helper()
+	return newOpsServerPool(t, workers, nil, mod, rmod...)
+}
+
+// newOpsServerPool is newOpsServer whose worker pool options pmod changes.
+func newOpsServerPool(t *testing.T, workers int, pmod func(*worker.Options), mod func(*signaling.Options), rmod ...func(*room.Options)) *opsServer {
+	t.Helper()
 	log := zaptest.NewLogger(t)
-	pool := testserver.Pool(t, workers, log)
+	var pmods []func(*worker.Options)
+	if pmod != nil {
+		pmods = append(pmods, pmod)
+	}
+	pool := testserver.Pool(t, workers, log, pmods...)
 	ropts := room.Options{Logger: log.Named("room"), ServerRequestTimeout: settle}
 	for _, m := range rmod {
 		m(&ropts)
@@ -332,7 +342,9 @@ func (s *opsServer) ready() (int, readyBody) {
 }
 
 func TestReadinessAndDrain(t *testing.T) {
-	s := newOpsServer(t, 2, nil)
+	// A respawn 3 s after a death: /readyz is 503 for that long at least, a
+	// window that a poll on a busy machine does not miss.
+	s := newOpsServerPool(t, 2, func(o *worker.Options) { o.RespawnMinDelay = 3 * time.Second }, nil)
 	if code, rb := s.ready(); code != http.StatusOK || rb.Status != "ready" || rb.Draining {
 		t.Fatalf("/readyz = %d %+v, want 200 ready", code, rb)
 	}
@@ -340,7 +352,7 @@ func TestReadinessAndDrain(t *testing.T) {
 	if err := syscall.Kill(s.pool.Infos()[1].Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 2*time.Second, func() bool { code, _ := s.ready(); return code == http.StatusServiceUnavailable },
+	testutil.Eventually(t, settle, func() bool { code, _ := s.ready(); return code == http.StatusServiceUnavailable },
 		"/readyz stayed 200 with a dead worker")
 	testutil.Eventually(t, settle, func() bool { code, _ := s.ready(); return code == http.StatusOK },
 		"/readyz not 200 after the worker's respawn")

@@ -184,7 +184,7 @@ func New(opts Options) (*Pool, error) {
 		p.slots = append(p.slots, w)
 	}
 	for _, w := range p.slots {
-		if err := w.spawn(); err != nil {
+		if err := w.spawn(false); err != nil {
 			p.Close()
 			return nil, fmt.Errorf("worker %d: %w", w.index, err)
 		}
@@ -403,8 +403,9 @@ func (w *Worker) Dump(ctx context.Context) (*mediasoup.WorkerDump, error) {
 	return ms.DumpContext(ctx)
 }
 
-// spawn starts a worker process and its WebRtcServer in this slot.
-func (w *Worker) spawn() error {
+// spawn starts a worker process and its WebRtcServer in this slot;
+// respawn counts it as a restart, in the same step that makes it alive.
+func (w *Worker) spawn(respawn bool) error {
 	p := w.pool
 	ms, err := p.startWorker(w.index)
 	if err != nil {
@@ -422,6 +423,9 @@ func (w *Worker) spawn() error {
 	gen := w.gen
 	w.ms, w.server, w.pid, w.msClosed = ms, server, ms.Pid(), closed
 	w.state = StateAlive
+	if respawn {
+		w.restarts++
+	}
 	w.startedAt = time.Now()
 	w.routers.Store(0)
 	w.transports.Store(0)
@@ -680,11 +684,8 @@ func (w *Worker) respawn() {
 	if p.closed.Load() {
 		return
 	}
-	err := w.spawn()
+	err := w.spawn(true)
 	if err == nil {
-		w.mu.Lock()
-		w.restarts++
-		w.mu.Unlock()
 		if p.closed.Load() { // Close ran while we were spawning
 			w.close()
 		}

@@ -16,14 +16,18 @@ import (
 )
 
 // Pool starts n real workers on loopback (free WebRtcServer ports, fast
-// respawn) logging under log.Named("worker"). The caller closes it: Serve
-// does, in the server's shutdown order.
-func Pool(t testing.TB, n int, log *zap.Logger) *worker.Pool {
+// respawn) logging under log.Named("worker"); mods change the options. The
+// caller closes it: Serve does, in the server's shutdown order.
+func Pool(t testing.TB, n int, log *zap.Logger, mods ...func(*worker.Options)) *worker.Pool {
 	t.Helper()
-	pool, err := worker.New(worker.Options{
+	opts := worker.Options{
 		Bin: testutil.WorkerBin(t), Count: n, RtcPort: testutil.FreePorts(t, n),
 		ListenIP: "127.0.0.1", RespawnMinDelay: 50 * time.Millisecond, Logger: log.Named("worker"),
-	})
+	}
+	for _, m := range mods {
+		m(&opts)
+	}
+	pool, err := worker.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +45,8 @@ func Serve(t testing.TB, pool *worker.Pool, rooms *room.Manager, h *signaling.Ha
 	t.Cleanup(func() {
 		srv.Close()
 		rooms.CloseAll(room.CloseKicked, "test over")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// Generous: only work that never ends crosses it.
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		if err := h.Wait(ctx); err != nil {
 			t.Errorf("sessions did not end: %v", err)
