@@ -1,17 +1,16 @@
 package reliability
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
 	"github.com/mediasoup-server/mediasoup-server/signaling"
 	"go.uber.org/goleak"
 )
@@ -71,23 +70,14 @@ type stuckGoroutine struct {
 // stuckOnTransport lists the goroutines blocked on a mediasoup-go
 // Transport's mutex.
 func stuckOnTransport() []stuckGoroutine {
-	buf := make([]byte, 1<<20)
-	for {
-		m := runtime.Stack(buf, true)
-		if m < len(buf) {
-			buf = buf[:m]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
 	var out []stuckGoroutine
-	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		header, _, _ := bytes.Cut(g, []byte("\n"))
-		if !bytes.Contains(header, []byte("Lock")) && !bytes.Contains(header, []byte("semacquire")) {
+	for _, g := range testutil.Goroutines() {
+		header, _, _ := strings.Cut(g, "\n")
+		if !strings.Contains(header, "Lock") && !strings.Contains(header, "semacquire") {
 			continue
 		}
-		id, _, _ := strings.Cut(strings.TrimPrefix(string(header), "goroutine "), " ")
-		lines := strings.Split(string(g), "\n")
+		id, _, _ := strings.Cut(strings.TrimPrefix(header, "goroutine "), " ")
+		lines := strings.Split(g, "\n")
 		// The blocked frame: the first mediasoup-go Transport frame, right
 		// after the sync frames.
 		for _, l := range lines[1:] {
@@ -95,7 +85,7 @@ func stuckOnTransport() []stuckGoroutine {
 				continue
 			}
 			if f := transportFunc.FindString(l); f != "" {
-				out = append(out, stuckGoroutine{id: id, fn: f, stack: string(g)})
+				out = append(out, stuckGoroutine{id: id, fn: f, stack: g})
 			}
 			break
 		}

@@ -184,17 +184,8 @@ func WorkerStartLeaks() []goleak.Option {
 	}
 	const waiter = "github.com/jiyeyuran/mediasoup-go/v2.(*Worker).wait"
 	const reader = "github.com/jiyeyuran/mediasoup-go/v2/internal/channel.(*Channel).readLoop"
-	buf := make([]byte, 1<<20)
-	for {
-		m := runtime.Stack(buf, true)
-		if m < len(buf) {
-			buf = buf[:m]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
 	waiters, readers := 0, 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
+	for _, g := range Goroutines() {
 		header, _, _ := strings.Cut(g, "\n")
 		switch {
 		case strings.Contains(header, "[chan send") && strings.Contains(g, waiter+"("):
@@ -207,4 +198,17 @@ func WorkerStartLeaks() []goleak.Option {
 		return nil
 	}
 	return []goleak.Option{goleak.IgnoreAnyFunction(waiter), goleak.IgnoreAnyFunction(reader)}
+}
+
+// Goroutines returns the stack of every goroutine (runtime.Stack of all),
+// one entry per goroutine: its header line, then its frames.
+func Goroutines() []string {
+	buf := make([]byte, 1<<20)
+	for {
+		m := runtime.Stack(buf, true)
+		if m < len(buf) {
+			return strings.Split(string(buf[:m]), "\n\n")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
 }
