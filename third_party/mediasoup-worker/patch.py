@@ -4,11 +4,13 @@
 Usage: patch.py WORKER_DIR COMPAT_DIR
 
 Upstream's meson files fetch abseil, flatbuffers, libsrtp3, libuv, openssl and
-usrsctp as wrap subprojects downloaded from the internet. This script rewrites
-those uses into system dependency() lookups of Debian's packages, relaxes the
-meson version (Debian bookworm ships 1.0.1), installs our libsrtp2 compatibility
-header as <srtp.h>, and fixes the DTLS BIO callback that crashes with an OpenSSL
-built with kernel-TLS support (Debian's). Every edit is checked: if upstream
+unordered_dense as wrap subprojects downloaded from the internet. This script
+rewrites those uses into system dependency() lookups of Debian's packages,
+relaxes the meson version (Debian bookworm ships 1.0.1), installs our
+compatibility headers (libsrtp 3 over libsrtp 2 as <srtp.h>; unordered_dense,
+which Debian does not package, over the standard containers as
+<ankerl/unordered_dense.h>), and fixes the DTLS BIO callback that crashes with
+an OpenSSL built with kernel-TLS support (Debian's). Every edit is checked: if upstream
 changes the text we expect, the script fails loudly instead of building
 something different.
 """
@@ -19,7 +21,7 @@ import shutil
 import sys
 
 # Wrap subprojects the worker always uses, replaced by Debian packages.
-SUBPROJECTS = ["libuv", "openssl", "libsrtp3", "usrsctp", "abseil-cpp", "flatbuffers"]
+SUBPROJECTS = ["libuv", "openssl", "libsrtp3", "abseil-cpp", "flatbuffers"]
 
 # get_variable() names used by upstream -> the system dependency expression.
 DEPS = {
@@ -27,7 +29,6 @@ DEPS = {
     "openssl_dep": "dependency('openssl')",
     "libsrtp3_dep": "declare_dependency(include_directories: include_directories('compat'), "
     "dependencies: dependency('libsrtp2'))",
-    "usrsctp_dep": "dependency('usrsctp')",
     "flatbuffers_dep": "dependency('flatbuffers')",
     "absl_container_dep": "[dependency('absl_flat_hash_map'), dependency('absl_flat_hash_set'), "
     "dependency('absl_btree'), dependency('absl_inlined_vector'), dependency('absl_node_hash_map')]",
@@ -43,7 +44,6 @@ LINK_WHOLE_DROPPED = [
     "libssl_lib",
     "libuv",
     "libsrtp3",
-    "usrsctp",
     "flatbuffers_lib",
 ]
 
@@ -83,7 +83,7 @@ def use_system_deps(text):
             fail(f"no system dependency known for get_variable('{var}')")
         return "ms_sys_deps['" + var + "']"
 
-    return re.sub(r"(?:libuv|openssl|libsrtp3|usrsctp|abseil_cpp|flatbuffers)_proj\.get_variable\('(\w+)'\)", repl, text)
+    return re.sub(r"(?:libuv|openssl|libsrtp3|abseil_cpp|flatbuffers)_proj\.get_variable\('(\w+)'\)", repl, text)
 
 
 def patch_root(text):
@@ -95,8 +95,14 @@ def patch_root(text):
             text,
             f"link_whole {lib}",
         )
+    text = sub_once(
+        r"\nankerl_unordered_dense_dep = dependency\('unordered_dense'\)\n",
+        "\nankerl_unordered_dense_dep = declare_dependency(include_directories: include_directories('compat'))\n",
+        text,
+        "unordered_dense dependency",
+    )
     text = drop_subprojects(text)
-    if re.search(r"^(libuv|openssl|libsrtp3|usrsctp|abseil_cpp|flatbuffers)_proj = subproject", text, re.M):
+    if re.search(r"^(libuv|openssl|libsrtp3|abseil_cpp|flatbuffers)_proj = subproject", text, re.M):
         fail("meson.build: a wrap subproject survived")
     entries = ",\n".join(f"  '{k}': {v}" for k, v in DEPS.items())
     decl = "# System libraries (Debian) instead of wrap subprojects.\nms_sys_deps = {\n" + entries + ",\n}\n\n"
@@ -132,8 +138,9 @@ def main():
     edit(os.path.join(worker, "meson.build"), patch_root)
     edit(os.path.join(worker, "deps", "libwebrtc", "meson.build"), patch_libwebrtc)
     edit(os.path.join(worker, "src", "RTC", "DtlsTransport.cpp"), patch_dtls)
-    os.makedirs(os.path.join(worker, "compat"), exist_ok=True)
-    shutil.copy(os.path.join(compat, "srtp.h"), os.path.join(worker, "compat", "srtp.h"))
+    os.makedirs(os.path.join(worker, "compat", "ankerl"), exist_ok=True)
+    for name in ("srtp.h", os.path.join("ankerl", "unordered_dense.h")):
+        shutil.copy(os.path.join(compat, name), os.path.join(worker, "compat", name))
 
 
 if __name__ == "__main__":
