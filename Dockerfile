@@ -13,7 +13,7 @@ FROM debian:bookworm AS worker
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       meson ninja-build pkg-config build-essential python3 libuv1-dev libssl-dev \
-      libsrtp2-dev libusrsctp-dev libabsl-dev libflatbuffers-dev flatbuffers-compiler \
+      libsrtp2-dev libabsl-dev libflatbuffers-dev flatbuffers-compiler \
       nodejs npm ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -44,7 +44,7 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/mediasoup-server .
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libuv1 libssl3 libsrtp2-1 libusrsctp2 libabsl20220623 \
+      libuv1 libssl3 libsrtp2-1 libabsl20220623 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin mediasoup
 WORKDIR /app

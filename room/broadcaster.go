@@ -59,16 +59,18 @@ type PlainTransportRequest struct {
 	RtcpMux bool // RTP and RTCP on one port
 	// SCTP over the plain transport (for data).
 	EnableSctp bool
-	AppData    mediasoup.H
+	// What the broadcaster declared (echoed in sctpParameters).
+	SctpCapabilities *SctpCapabilities
+	AppData          mediasoup.H
 }
 
 // PlainTransportInfo answers a plain transport creation.
 type PlainTransportInfo struct {
-	ID             string                    `json:"id"`
-	IP             string                    `json:"ip"`
-	Port           uint16                    `json:"port"`
-	RtcpPort       uint16                    `json:"rtcpPort,omitempty"`
-	SctpParameters *mediasoup.SctpParameters `json:"sctpParameters,omitempty"`
+	ID             string          `json:"id"`
+	IP             string          `json:"ip"`
+	Port           uint16          `json:"port"`
+	RtcpPort       uint16          `json:"rtcpPort,omitempty"`
+	SctpParameters *SctpParameters `json:"sctpParameters,omitempty"`
 }
 
 // CreatePlainTransport creates a plain RTP transport on the room's worker,
@@ -87,11 +89,11 @@ func (p *Peer) CreatePlainTransport(ctx context.Context, req PlainTransportReque
 		ListenInfo: mediasoup.TransportListenInfo{
 			Protocol: mediasoup.TransportProtocolUDP, Ip: o.PlainListenIP, AnnouncedAddress: o.PlainAnnouncedAddress,
 		},
-		RtcpMux:            &rtcpMux,
-		Comedia:            req.Comedia,
-		EnableSctp:         req.EnableSctp,
-		MaxSctpMessageSize: o.MaxSctpMessageSize,
-		AppData:            withPeerID(req.AppData, p.id),
+		RtcpMux:     &rtcpMux,
+		Comedia:     req.Comedia,
+		EnableSctp:  req.EnableSctp,
+		SctpOptions: o.sctpOptions(),
+		AppData:     withPeerID(req.AppData, p.id),
 	})
 	if err != nil {
 		return nil, workerError("createPlainTransport", err)
@@ -100,7 +102,7 @@ func (p *Peer) CreatePlainTransport(ctx context.Context, req PlainTransportReque
 		return nil, ErrPeerClosed
 	}
 	d := t.Data().PlainTransportData
-	info := &PlainTransportInfo{ID: t.Id(), IP: d.Tuple.LocalAddress, Port: d.Tuple.LocalPort, SctpParameters: d.SctpParameters}
+	info := &PlainTransportInfo{ID: t.Id(), IP: d.Tuple.LocalAddress, Port: d.Tuple.LocalPort, SctpParameters: clientSctpParameters(d.SctpParameters, o.sctpStreams(req.SctpCapabilities))}
 	if d.RtcpTuple != nil && !req.RtcpMux {
 		info.RtcpPort = d.RtcpTuple.LocalPort
 	}

@@ -44,7 +44,7 @@ type Peer struct {
 	// The client's RTP capabilities, never handed to mediasoup-go as they
 	// are: each consume works on a CloneRtpCapabilities copy.
 	rtpCaps  *mediasoup.RtpCapabilities
-	sctpCaps *mediasoup.SctpCapabilities
+	sctpCaps *SctpCapabilities
 
 	transports   map[string]*mediasoup.Transport
 	producers    map[string]*mediasoup.Producer
@@ -97,7 +97,7 @@ type JoinRequest struct {
 	DisplayName      string
 	Device           Device
 	RtpCapabilities  *mediasoup.RtpCapabilities
-	SctpCapabilities *mediasoup.SctpCapabilities
+	SctpCapabilities *SctpCapabilities
 }
 
 // Join marks the peer joined and returns the other joined peers. The returned
@@ -160,17 +160,17 @@ type TransportRequest struct {
 	ForceTcp         bool
 	Producing        bool
 	Consuming        bool
-	SctpCapabilities *mediasoup.SctpCapabilities
+	SctpCapabilities *SctpCapabilities
 	AppData          mediasoup.H
 }
 
 // TransportInfo answers createWebRtcTransport.
 type TransportInfo struct {
-	ID             string                    `json:"id"`
-	IceParameters  mediasoup.IceParameters   `json:"iceParameters"`
-	IceCandidates  []mediasoup.IceCandidate  `json:"iceCandidates"`
-	DtlsParameters mediasoup.DtlsParameters  `json:"dtlsParameters"`
-	SctpParameters *mediasoup.SctpParameters `json:"sctpParameters,omitempty"`
+	ID             string                   `json:"id"`
+	IceParameters  mediasoup.IceParameters  `json:"iceParameters"`
+	IceCandidates  []mediasoup.IceCandidate `json:"iceCandidates"`
+	DtlsParameters mediasoup.DtlsParameters `json:"dtlsParameters"`
+	SctpParameters *SctpParameters          `json:"sctpParameters,omitempty"`
 }
 
 // CreateWebRtcTransport creates a transport on the room's WebRtcServer. SCTP
@@ -182,10 +182,6 @@ func (p *Peer) CreateWebRtcTransport(ctx context.Context, req TransportRequest) 
 	if err != nil {
 		return nil, err
 	}
-	streams := mediasoup.NumSctpStreams{OS: o.NumSctpStreams, MIS: o.NumSctpStreams}
-	if c := req.SctpCapabilities; c != nil && c.NumStreams.OS > 0 && c.NumStreams.MIS > 0 {
-		streams = c.NumStreams
-	}
 	appData := withPeerID(req.AppData, p.id)
 	appData["producing"], appData["consuming"] = req.Producing, req.Consuming
 	enableUdp := !req.ForceTcp
@@ -195,8 +191,7 @@ func (p *Peer) CreateWebRtcTransport(ctx context.Context, req TransportRequest) 
 		EnableTcp:                       true,
 		PreferUdp:                       true,
 		EnableSctp:                      true,
-		NumSctpStreams:                  &streams,
-		MaxSctpMessageSize:              o.MaxSctpMessageSize,
+		SctpOptions:                     o.sctpOptions(),
 		InitialAvailableOutgoingBitrate: o.InitialAvailableOutgoingBitrate,
 		AppData:                         appData,
 	})
@@ -213,7 +208,7 @@ func (p *Peer) CreateWebRtcTransport(ctx context.Context, req TransportRequest) 
 	d := t.Data().WebRtcTransportData
 	return &TransportInfo{
 		ID: t.Id(), IceParameters: d.IceParameters, IceCandidates: d.IceCandidates,
-		DtlsParameters: d.DtlsParameters, SctpParameters: d.SctpParameters,
+		DtlsParameters: d.DtlsParameters, SctpParameters: clientSctpParameters(d.SctpParameters, o.sctpStreams(req.SctpCapabilities)),
 	}, nil
 }
 
@@ -222,7 +217,7 @@ type object interface {
 	Id() string
 	Close() error
 	Closed() bool
-	OnClose(func(context.Context))
+	OnClose(func(context.Context)) func()
 }
 
 // adopt records obj in m, one of p's maps, and records p as its owner, under

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 
-	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
 	"github.com/mediasoup-server/mediasoup-server/room"
 	"go.uber.org/zap"
 )
@@ -216,10 +215,10 @@ func answer(w http.ResponseWriter, result any, after room.After, err error) {
 // sctpCapabilities?}.
 func handleBroadcasterTransport(ctx context.Context, p *room.Peer, data json.RawMessage) (any, room.After, error) {
 	var req struct {
-		Type             string                      `json:"type"`
-		Comedia          bool                        `json:"comedia"`
-		RtcpMux          *bool                       `json:"rtcpMux"`
-		SctpCapabilities *mediasoup.SctpCapabilities `json:"sctpCapabilities"`
+		Type             string                 `json:"type"`
+		Comedia          bool                   `json:"comedia"`
+		RtcpMux          *bool                  `json:"rtcpMux"`
+		SctpCapabilities *room.SctpCapabilities `json:"sctpCapabilities"`
 	}
 	if err := decode(data, &req); err != nil {
 		return nil, nil, err
@@ -228,7 +227,8 @@ func handleBroadcasterTransport(ctx context.Context, p *room.Peer, data json.Raw
 	case "plain":
 		rtcpMux := req.RtcpMux == nil || *req.RtcpMux
 		info, err := p.CreatePlainTransport(ctx, room.PlainTransportRequest{
-			Comedia: req.Comedia, RtcpMux: rtcpMux, EnableSctp: req.SctpCapabilities != nil,
+			Comedia: req.Comedia, RtcpMux: rtcpMux,
+			EnableSctp: req.SctpCapabilities != nil, SctpCapabilities: req.SctpCapabilities,
 		})
 		return info, nil, err
 	case "webrtc":

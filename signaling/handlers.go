@@ -104,10 +104,10 @@ func checkText(field, v string, max int) error {
 
 func handleJoin(_ context.Context, p *room.Peer, data json.RawMessage) (any, room.After, error) {
 	var req struct {
-		DisplayName      *string                     `json:"displayName"`
-		Device           *room.Device                `json:"device"`
-		RtpCapabilities  *mediasoup.RtpCapabilities  `json:"rtpCapabilities"`
-		SctpCapabilities *mediasoup.SctpCapabilities `json:"sctpCapabilities"`
+		DisplayName      *string                    `json:"displayName"`
+		Device           *room.Device               `json:"device"`
+		RtpCapabilities  *mediasoup.RtpCapabilities `json:"rtpCapabilities"`
+		SctpCapabilities *room.SctpCapabilities     `json:"sctpCapabilities"`
 	}
 	if err := decode(data, &req); err != nil {
 		return nil, nil, err
@@ -146,11 +146,11 @@ func handleJoin(_ context.Context, p *room.Peer, data json.RawMessage) (any, roo
 
 func handleCreateWebRtcTransport(ctx context.Context, p *room.Peer, data json.RawMessage) (any, room.After, error) {
 	var req struct {
-		ForceTcp         bool                        `json:"forceTcp"`
-		Producing        bool                        `json:"producing"`
-		Consuming        bool                        `json:"consuming"`
-		SctpCapabilities *mediasoup.SctpCapabilities `json:"sctpCapabilities"`
-		AppData          mediasoup.H                 `json:"appData"`
+		ForceTcp         bool                   `json:"forceTcp"`
+		Producing        bool                   `json:"producing"`
+		Consuming        bool                   `json:"consuming"`
+		SctpCapabilities *room.SctpCapabilities `json:"sctpCapabilities"`
+		AppData          mediasoup.H            `json:"appData"`
 	}
 	if err := decode(data, &req); err != nil {
 		return nil, nil, err

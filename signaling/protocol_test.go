@@ -586,3 +586,32 @@ func noPeerConsumers(t *testing.T, e *env, roomID string) {
 		return true
 	}, "a peer of room %s still holds consumers", roomID)
 }
+
+// The sctpParameters of a WebRTC transport carry both shapes: the fields
+// mediasoup-client 3.7.17 reads (port, OS, MIS, maxMessageSize) and those of
+// mediasoup 3.26 that 3.24.1 reads (maxSendMessageSize, maxReceiveMessageSize).
+// OS and MIS echo the client's sctpCapabilities (1024 when it sends none).
+func TestSctpParametersForOldAndNewClients(t *testing.T) {
+	e := newEnv(t, 1)
+	p := e.dial("R", "A")
+	for _, c := range []struct {
+		caps    string
+		os, mis float64
+	}{
+		{"", 1024, 1024}, // mediasoup-client ≥ 3.21
+		{`{"numStreams":{"OS":1024,"MIS":1024}}`, 1024, 1024}, // 3.7.17 in Chrome
+		{`{"numStreams":{"OS":16,"MIS":2048}}`, 16, 2048},
+	} {
+		var res struct {
+			SctpParameters map[string]float64 `json:"sctpParameters"`
+		}
+		p.must("createWebRtcTransport", client.CreateWebRtcTransportRequest{
+			Consuming: true, SctpCapabilities: json.RawMessage(c.caps),
+		}, &res)
+		sp := res.SctpParameters
+		if sp["port"] != 5000 || sp["OS"] != c.os || sp["MIS"] != c.mis ||
+			sp["maxMessageSize"] != 262144 || sp["maxSendMessageSize"] != 262144 || sp["maxReceiveMessageSize"] != 262144 {
+			t.Errorf("sctpCapabilities %q: sctpParameters %v", c.caps, sp)
+		}
+	}
+}

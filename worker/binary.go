@@ -11,7 +11,7 @@ import (
 // Version is the mediasoup-worker version this server is built and tested
 // against (third_party/mediasoup-worker/build.sh pins the same one). It is what
 // clients receive in the mediasoup-version notification.
-const Version = "3.19.19"
+const Version = "3.26.0"
 
 // ErrBinaryNotFound is returned by FindBinary when no worker binary is found.
 var ErrBinaryNotFound = errors.New("mediasoup-worker binary not found: run `make worker`, or pass -worker-bin PATH (env MEDIASOUP_WORKER_BIN)")

@@ -477,9 +477,6 @@ func (p *Pool) startWorker(index int) (*mediasoup.Worker, error) {
 			s.Logger = p.slog.with(index)
 			s.AppData = mediasoup.H{"index": index}
 			s.Env = []string{spawnTokenEnv + "=" + token}
-			// Without io_uring the worker uses libuv's send path; our build has
-			// no liburing anyway, and this keeps official binaries alike.
-			s.DisableLiburing = true
 		})
 		if !errors.Is(err, mediasoup.ErrWorkerStartTimeout) {
 			return ms, err
@@ -589,14 +586,19 @@ func (p *Pool) listenDesc() string {
 	return strings.Join(parts, ",")
 }
 
+// closer is what the counted mediasoup objects have in common.
+type closer interface {
+	OnClose(func(context.Context)) (remove func())
+}
+
 // account keeps the slot's load counters in step with the worker's objects.
 func (w *Worker) account(ms *mediasoup.Worker, gen uint64) {
-	counter := func(c *atomic.Int64, closer interface{ OnClose(func(context.Context)) }) {
+	counter := func(c *atomic.Int64, obj closer) {
 		if w.generation() != gen {
 			return
 		}
 		c.Add(1)
-		closer.OnClose(func(context.Context) {
+		obj.OnClose(func(context.Context) {
 			if w.generation() == gen {
 				c.Add(-1)
 			}

@@ -66,7 +66,6 @@ func startFloor(lt *loadtest) (*floor, error) {
 		for attempt := 0; attempt < 3; attempt++ { // a loaded machine can miss mediasoup-go's 1 s start timeout
 			w, err = mediasoup.NewWorker(cfg.WorkerBin, func(s *mediasoup.WorkerSettings) {
 				s.LogLevel = mediasoup.WorkerLogLevelWarn
-				s.DisableLiburing = true // as the server's pool does
 			})
 			if !errors.Is(err, mediasoup.ErrWorkerStartTimeout) {
 				break
@@ -258,10 +257,9 @@ func (f *floor) setup(ctx context.Context, lp *lpeer) error {
 
 func (f *floor) createTransport(ctx context.Context, r *floorRoom, producing bool) (*mediasoup.Transport, error) {
 	enableUdp := true
-	streams := mediasoup.NumSctpStreams{OS: 1024, MIS: 1024}
 	t, err := r.router.CreateWebRtcTransportContext(ctx, &mediasoup.WebRtcTransportOptions{
 		WebRtcServer: r.server, EnableUdp: &enableUdp, EnableTcp: true, PreferUdp: true,
-		EnableSctp: true, NumSctpStreams: &streams, MaxSctpMessageSize: 262_144,
+		EnableSctp: true, SctpOptions: mediasoup.SctpOptions{MaxSendMessageSize: 262_144, MaxReceiveMessageSize: 262_144},
 		InitialAvailableOutgoingBitrate: 1_000_000,
 		AppData:                         mediasoup.H{"producing": producing, "consuming": !producing},
 	})
