@@ -333,9 +333,9 @@ type testLog struct {
 	t        *testing.T
 	warnings atomic.Int64
 	errors   atomic.Int64
-	// producerClosedInConsume counts "original Producer closed": mediasoup-go
-	// v2.4.1's ConsumeContext took the branch that leaves the transport
-	// locked (wedge_test.go).
+	// producerClosedInConsume counts "original Producer closed": mediasoup-go's
+	// ConsumeContext (v2.4.1 to v2.6.0) took the branch that leaves the
+	// transport locked (wedge_test.go).
 	producerClosedInConsume atomic.Int64
 
 	mu      sync.Mutex

@@ -19,9 +19,11 @@ import (
 // the goroutines a wedge leaves stuck forever would skew the figures of the
 // tests after them.
 
-// ---- fixed bug (worked around in room/): mediasoup-go v2.4.1 leaves a transport locked ----
+// ---- fixed bug (worked around in room/): mediasoup-go (v2.4.1, still v2.6.0) leaves a transport locked ----
 //
-// Transport.ConsumeContext (transport.go:866–880 in v2.4.1) takes the
+// Transport.ConsumeContext (transport.go:866–880 in v2.4.1, 931–951 in
+// v2.6.0; reproduced by worker's
+// TestUpstreamConsumeLeavesTransportLockedWhenProducerCloses) takes the
 // transport's mutex after the worker answered the consume request, then,
 // if the producer closed meanwhile, closes the new consumer and returns
 // "original Producer closed" WITHOUT unlocking. Every later call that takes

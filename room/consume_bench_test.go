@@ -77,7 +77,8 @@ func BenchmarkConsume(b *testing.B) {
 	// Consumers are closed every consumeBenchBatch iterations, off the
 	// clock: a transport with ten thousand consumers takes the worker more
 	// than mediasoup-go's 5 s request timeout to close, and mediasoup-go
-	// v2.4.1 then hangs that request forever (see BENCHMARKS.md).
+	// (v2.4.1, still v2.6.0) then hangs that request forever (see
+	// BENCHMARKS.md).
 	b.Run("room", func(b *testing.B) {
 		made := 0
 		b.ReportAllocs()

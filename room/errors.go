@@ -69,9 +69,11 @@ func workerError(op string, err error) error {
 }
 
 // WorkerRequestTimeout bounds one request to a worker. It must stay under
-// mediasoup-go v2.4.1's own 5 s request timeout: when that one fires, the
-// request's goroutine never returns (its cleanup waits on a timer the timeout
-// already drained). A context deadline that ends first avoids the path.
+// mediasoup-go's own 5 s request timeout: when that one fires, the request's
+// goroutine never returns (its cleanup waits on a timer the timeout already
+// drained; still so in v2.6.0, shown by worker's
+// TestUpstreamRequestNeverReturnsWhenItsOwnTimeoutFires). A context deadline
+// that ends first avoids the path.
 const WorkerRequestTimeout = 4 * time.Second
 
 // workerContext is a context for one worker request (see WorkerRequestTimeout).

@@ -149,9 +149,11 @@ func (m *Manager) spawn(fn func()) {
 
 // Wait blocks until the background work the rooms started (consumers being
 // created and announced) has finished, or ctx ends. Call it after CloseAll
-// and before closing the worker pool: mediasoup-go v2.4.1 can crash the
-// process (concurrent map access in its channel) when a worker closes while
-// a request to it is completing.
+// and before closing the worker pool, so that the rooms' work ends with
+// answers rather than "channel closed" errors. (It is no longer a matter of
+// safety: mediasoup-go v2.4.1 could abort the process when a worker closed
+// with requests in flight; v2.6.0 cannot, see worker's
+// TestUpstreamWorkerDeathWithRequestsInFlight.)
 func (m *Manager) Wait(ctx context.Context) error {
 	return syncutil.Wait(ctx, &m.bg)
 }

@@ -198,8 +198,10 @@ func (r *Room) routerOptions() *mediasoup.RouterOptions {
 
 // ensurePipe makes producer (or data producer) id, living on router from,
 // available on router to, with the same id. Concurrent callers share one
-// pipe. (We do not use mediasoup-go v2.4.1's Router.PipeToRouter: it creates
-// and connects the two pipe transports concurrently and races on them.)
+// pipe. (Not mediasoup-go's Router.PipeToRouter: its pair-creation race of
+// v2.4.1 is fixed since v2.5, but its consume on the pipe transport would run
+// outside r.consuming, exposed to the ConsumeContext lock fault still in
+// v2.6.0 — see consuming — and it takes no part in the room's pipe lifecycle.)
 func (r *Room) ensurePipe(ctx context.Context, id string, data bool, from, to *worker.Router) error {
 	if from == nil || to == nil || from == to {
 		return nil

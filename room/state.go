@@ -240,8 +240,9 @@ func lookup[T any](r *Room, p *Peer, m map[string]T, kind, id string) (T, error)
 func (r *Room) String() string { return fmt.Sprintf("room %q", r.id) }
 
 // consuming runs a Consume on a transport with no producer of the room
-// closing meanwhile. mediasoup-go v2.4.1's Transport.ConsumeContext returns
-// "original Producer closed" without unlocking the transport when the
+// closing meanwhile. mediasoup-go's Transport.ConsumeContext (v2.4.1, still in
+// v2.6.0: worker's TestUpstreamConsumeLeavesTransportLockedWhenProducerCloses)
+// returns "original Producer closed" without unlocking the transport when the
 // producer closed between the worker's answer and its check; that transport
 // then blocks forever (its next Consume, its Close, the peer's leave, the
 // room's close). Every producer close of the room takes prodMu for writing

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -293,10 +294,30 @@ func TestMetricsFollowPeers(t *testing.T) {
 			m["mediasoup_server_websocket_connections"] == 0 && m["mediasoup_server_producers"] == 0
 	}, "metrics did not return to zero")
 
-	// A worker death is counted, and its restart. No scrape while the
-	// worker dies: a scrape asks each worker for its resource usage, and
-	// mediasoup-go v2.4.1 races (map access in its channel) when a worker
-	// goes away with a request in flight.
+	// A worker death is counted, and its restart. Scrapes go on while the
+	// worker dies: each asks the workers for their resource usage, so some
+	// are in flight to the dying worker (mediasoup-go v2.4.1 could abort the
+	// process then; v2.6.0 answers them with an error).
+	stopScraping := make(chan struct{})
+	stop := sync.OnceFunc(func() { close(stopScraping) })
+	defer stop()
+	scraped := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { scraped <- n }()
+		for {
+			select {
+			case <-stopScraping:
+				return
+			default:
+			}
+			if resp, err := http.Get(s.url + "/metrics"); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				n++
+			}
+		}
+	}()
 	pid := s.pool.Infos()[0].Pid
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -305,6 +326,8 @@ func TestMetricsFollowPeers(t *testing.T) {
 		in := s.pool.Infos()[0]
 		return in.State == worker.StateAlive && in.Pid != pid
 	}, "worker not respawned")
+	stop()
+	t.Logf("%d scrapes while the worker died and respawned", <-scraped)
 	testutil.Eventually(t, settle, func() bool {
 		m := s.scrape()
 		return m["mediasoup_server_worker_deaths_total{worker=0}"] == 1 &&

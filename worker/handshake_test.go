@@ -234,25 +234,19 @@ func killTaggedProcesses(tag string) {
 	}
 }
 
-// terminateMediasoupWorker ends the worker process with SIGTERM (SIGKILL if it lingers) and
-// waits until mediasoup-go has noticed and closed the Worker. We do not call
-// Worker.Close: in mediasoup-go v2.4.1 it reads cmd.ProcessState while the
-// process waiter goroutine writes it, a data race that -race reports.
+// terminateMediasoupWorker closes the worker (mediasoup-go kills the process if
+// it lingers a second) and waits until the process has exited. Worker.Close
+// raced with the process waiter in mediasoup-go v2.4.1 (-race reported it);
+// every test of this package calls it under -race since v2.6.0.
 func terminateMediasoupWorker(t *testing.T, w *mediasoup.Worker) {
 	t.Helper()
-	pid := w.Pid()
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
-		if w.Closed() {
-			return
-		}
-		_ = syscall.Kill(pid, sig)
-		deadline := time.Now().Add(3 * time.Second)
-		for !w.Closed() && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
+	w.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for !w.SubprocessClosed() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
 	}
-	if !w.Closed() {
-		t.Errorf("worker process %d did not exit", pid)
+	if !w.SubprocessClosed() {
+		t.Errorf("worker process %d did not exit", w.Pid())
 	}
 }
 

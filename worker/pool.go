@@ -106,6 +106,7 @@ type Worker struct {
 	mu        sync.Mutex
 	ms        *mediasoup.Worker
 	msClosed  chan struct{} // closed once mediasoup-go finished closing ms
+	msExited  chan struct{} // closed once mediasoup-go's waiter is done with ms's process
 	server    *mediasoup.WebRtcServer
 	state     State
 	pid       int
@@ -411,9 +412,13 @@ func (w *Worker) spawn(respawn bool) error {
 	if err != nil {
 		return fmt.Errorf("start %s: %w", p.opts.Bin, err)
 	}
+	// Closed once mediasoup-go's process waiter is done with ms (it logs the
+	// exit before it calls these listeners).
+	exited := make(chan struct{})
+	ms.OnSubprocessClose(func(context.Context) { close(exited) })
 	server, err := ms.CreateWebRtcServer(&mediasoup.WebRtcServerOptions{ListenInfos: p.listenInfos(w.port)})
 	if err != nil {
-		terminate(ms.Pid())
+		stop(ms, exited)
 		return fmt.Errorf("WebRtcServer on port %d (%s): %w", w.port, p.listenDesc(), err)
 	}
 
@@ -421,7 +426,7 @@ func (w *Worker) spawn(respawn bool) error {
 	w.mu.Lock()
 	w.gen++
 	gen := w.gen
-	w.ms, w.server, w.pid, w.msClosed = ms, server, ms.Pid(), closed
+	w.ms, w.server, w.pid, w.msClosed, w.msExited = ms, server, ms.Pid(), closed, exited
 	w.state = StateAlive
 	if respawn {
 		w.restarts++
@@ -454,10 +459,10 @@ var abandonedStarts atomic.Int64
 
 // AbandonedStarts returns how many worker starts in this process exceeded
 // mediasoup-go's start timeout. Each one's process was killed, but
-// mediasoup-go v2.4.1 keeps two goroutines of it (the process waiter,
-// blocked forever sending on a channel nobody reads, and the channel's
-// reader) and its four pipe ends: a small leak per timed-out start, fixed
-// only upstream.
+// mediasoup-go (v2.4.1, still v2.6.0: NewWorker's doneCh is unbuffered) keeps
+// two goroutines of it (the process waiter, blocked forever sending on a
+// channel nobody reads, and the channel's reader) and its four pipe ends: a
+// small leak per timed-out start, fixed only upstream.
 func AbandonedStarts() int64 { return abandonedStarts.Load() }
 
 // startWorker starts a mediasoup-worker process. mediasoup-go's NewWorker
@@ -623,12 +628,15 @@ func (w *Worker) generation() uint64 {
 // onClose runs when a worker of generation gen has closed, by our hand or not.
 func (w *Worker) onClose(ms *mediasoup.Worker, gen uint64) {
 	p := w.pool
-	w.mu.Lock()
-	if w.gen != gen || w.state != StateAlive {
-		w.mu.Unlock() // closed on purpose (close sets StateClosed first)
+	if !ms.Died() { // closed on purpose, by close or spawn
 		return
 	}
-	err := ms.Err() // written before the close listeners run, on this goroutine
+	w.mu.Lock()
+	if w.gen != gen || w.state != StateAlive {
+		w.mu.Unlock()
+		return
+	}
+	err := ms.Err()
 	lived := time.Since(w.startedAt)
 	if lived >= p.opts.StableAfter {
 		w.failures = 0
@@ -709,15 +717,15 @@ func (w *Worker) respawn() {
 // close stops the slot's worker, if any, and waits for its process to exit.
 func (w *Worker) close() {
 	w.mu.Lock()
-	ms, pid, closed := w.ms, w.pid, w.msClosed
+	ms, pid, closed, exited := w.ms, w.pid, w.msClosed, w.msExited
 	w.state = StateClosed
 	w.ms, w.server = nil, nil
 	w.mu.Unlock()
 	if ms == nil {
 		return
 	}
-	if !terminate(pid) {
-		w.pool.log.Warn("worker ignored SIGTERM and was killed", zap.Int("index", w.index), zap.Int("pid", pid))
+	if !stop(ms, exited) {
+		w.pool.log.Warn("worker process did not exit", zap.Int("index", w.index), zap.Int("pid", pid))
 	}
 	// mediasoup-go reaps the process, then closes its channel, routers and
 	// Worker and logs it: Close returns after that, not before.
@@ -728,24 +736,21 @@ func (w *Worker) close() {
 	}
 }
 
-// terminate stops a worker process and waits until it is gone. It reports
-// false if the worker had to be killed.
-//
-// The worker closes itself cleanly on SIGTERM, and mediasoup-go's process
-// waiter then closes the channel, the routers and the Worker object. We do not
-// call mediasoup.Worker.Close: in v2.4.1 it polls cmd.ProcessState while
-// cmd.Wait writes it on another goroutine (a data race -race reports).
-func terminate(pid int) bool {
-	if pid <= 0 {
+// stop closes a worker and waits until mediasoup-go's process waiter is done
+// with it (exited: closed by an OnSubprocessClose listener). Worker.Close asks
+// the worker to close and kills the process if it is still there a second
+// later; since mediasoup-go v2.5 it no longer races with the process waiter
+// (v2.4.1 read cmd.ProcessState while cmd.Wait wrote it), so the pool uses it
+// instead of signalling the process itself. It reports false if that took
+// more than 5 s.
+func stop(ms *mediasoup.Worker, exited <-chan struct{}) bool {
+	ms.Close()
+	select {
+	case <-exited:
 		return true
+	case <-time.After(5 * time.Second):
+		return false
 	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	if waitExit(pid, 3*time.Second) {
-		return true
-	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	waitExit(pid, 2*time.Second)
-	return false
 }
 
 // waitExit polls until process pid is gone (and reaped), or timeout.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"syscall"
 	"time"
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
@@ -94,33 +93,17 @@ func startFloor(lt *loadtest) (*floor, error) {
 	return f, nil
 }
 
-// close stops the workers: SIGTERM, then wait until the process is gone
-// (SIGKILL after 3 s), as the server's pool does. mediasoup-go v2.4.1's
-// Worker.Close polls cmd.ProcessState while cmd.Wait writes it (a data
-// race), so it is not used.
+// close stops the workers and waits until their processes are gone
+// (Worker.Close kills a worker that lingers a second), as the server's pool
+// does.
 func (f *floor) close() {
 	f.wg.Wait()
 	for _, w := range f.workers {
-		pid := w.Pid()
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-		if !waitGone(pid, 3*time.Second) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			waitGone(pid, 2*time.Second)
+		w.Close()
+		deadline := time.Now().Add(5 * time.Second)
+		for !w.SubprocessClosed() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
 		}
-	}
-}
-
-// waitGone polls until process pid is gone (and reaped), or timeout.
-func waitGone(pid int, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -36,9 +36,8 @@ func Pool(t testing.TB, n int, log *zap.Logger, mods ...func(*worker.Options)) *
 
 // Serve serves h on a loopback httptest server and returns its URL. At the
 // end of the test it stops the listener, closes the rooms, waits for every
-// session and for the rooms' work, and only then closes the pool: no worker
-// closes while a request to it is in flight (mediasoup-go v2.4.1 can abort
-// the process then).
+// session and for the rooms' work, and only then closes the pool, as the
+// server's shutdown does.
 func Serve(t testing.TB, pool *worker.Pool, rooms *room.Manager, h *signaling.Handler) string {
 	t.Helper()
 	srv := httptest.NewServer(h)

@@ -1,0 +1,235 @@
+package worker_test
+
+// Faults of mediasoup-go, each shown on the version we build with (v2.6.0)
+// against the real worker. A fault still present keeps a workaround in our
+// code, named in its test; a test of a fixed fault is the proof that its
+// workaround could go. When one of the "still present" tests fails, the fault
+// was fixed upstream: remove the workaround, and turn the test around.
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
+	"github.com/mediasoup-server/mediasoup-server/room"
+)
+
+func upstreamRouter(t *testing.T, w *mediasoup.Worker) *mediasoup.Router {
+	t.Helper()
+	router, err := w.CreateRouter(&mediasoup.RouterOptions{
+		MediaCodecs: []*mediasoup.RtpCodecCapability{
+			{Kind: mediasoup.MediaKindAudio, MimeType: "audio/opus", ClockRate: 48000, Channels: 2},
+		},
+	})
+	if err != nil {
+		t.Fatalf("CreateRouter: %v", err)
+	}
+	return router
+}
+
+func plainTransport(t *testing.T, router *mediasoup.Router, opts *mediasoup.PlainTransportOptions) *mediasoup.Transport {
+	t.Helper()
+	if opts == nil {
+		opts = &mediasoup.PlainTransportOptions{}
+	}
+	opts.ListenInfo = mediasoup.TransportListenInfo{Protocol: mediasoup.TransportProtocolUDP, Ip: "127.0.0.1"}
+	tr, err := router.CreatePlainTransport(opts)
+	if err != nil {
+		t.Fatalf("CreatePlainTransport: %v", err)
+	}
+	return tr
+}
+
+func opusProducer(t *testing.T, tr *mediasoup.Transport, ssrc uint32) *mediasoup.Producer {
+	t.Helper()
+	p, err := tr.Produce(&mediasoup.ProducerOptions{
+		Kind: mediasoup.MediaKindAudio,
+		RtpParameters: &mediasoup.RtpParameters{
+			Codecs: []*mediasoup.RtpCodecParameters{
+				{MimeType: "audio/opus", PayloadType: 111, ClockRate: 48000, Channels: 2},
+			},
+			Encodings: []*mediasoup.RtpEncodingParameters{{Ssrc: ssrc}},
+		},
+	})
+	if err != nil {
+		t.Fatalf("Produce: %v", err)
+	}
+	return p
+}
+
+// waitPending waits until the worker's channel has n requests in flight.
+func waitPending(t *testing.T, w *mediasoup.Worker, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for w.ChannelPendingRequests() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests in flight, want %d", w.ChannelPendingRequests(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// blocks reports whether f is still running after d (it is then left
+// running: the goroutine leaks, which is the fault being shown).
+func blocks(f func(), d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { f(); close(done) }()
+	select {
+	case <-done:
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// Still present in v2.6.0: Transport.ConsumeContext, when the producer closed
+// between the worker's answer and its own check, closes the new consumer and
+// returns "original Producer closed" WITHOUT unlocking the transport
+// (transport.go:947-951). Every later call that takes the transport's lock
+// (Closed, Consume, Close) then blocks forever. Workaround kept: room's
+// prodMu (room/state.go, consuming and closingProducers) never lets a
+// producer of the room close while one of its consumers is being created.
+//
+// The window is made wide: the worker is stopped (SIGSTOP) while the consume
+// request and then the producer's close request are queued, so that both
+// answers arrive together when it resumes.
+func TestUpstreamConsumeLeavesTransportLockedWhenProducerCloses(t *testing.T) {
+	w := startMediasoupWorker(t, workerBinFromEnv(t))
+	router := upstreamRouter(t, w)
+	sender := plainTransport(t, router, nil)
+	const attempts = 40
+	for i := 1; i <= attempts; i++ {
+		producer := opusProducer(t, sender, uint32(1000+i))
+		receiver := plainTransport(t, router, nil)
+
+		type result struct {
+			c   *mediasoup.Consumer
+			err error
+		}
+		consumed := make(chan result, 1)
+		if err := syscall.Kill(w.Pid(), syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			c, err := receiver.ConsumeContext(context.Background(), &mediasoup.ConsumerOptions{
+				ProducerId: producer.Id(), RtpCapabilities: router.RtpCapabilities(),
+			})
+			consumed <- result{c, err}
+		}()
+		waitPending(t, w, 1)
+		closed := make(chan error, 1)
+		go func() { closed <- producer.Close() }()
+		waitPending(t, w, 2)
+		if err := syscall.Kill(w.Pid(), syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		res := <-consumed
+		if err := <-closed; err != nil {
+			t.Fatalf("producer.Close: %v", err)
+		}
+		if res.err == nil {
+			_ = res.c.Close()
+			_ = receiver.Close()
+			continue
+		}
+		if res.err.Error() != "original Producer closed" {
+			t.Fatalf("Consume: %v", res.err)
+		}
+		if !blocks(func() { receiver.Closed() }, time.Second) {
+			t.Fatalf("attempt %d: Consume returned %q and the transport is not locked: fixed upstream? "+
+				"Then room's prodMu can go", i, res.err)
+		}
+		t.Logf("reproduced on attempt %d: Consume returned %q, the transport stays locked", i, res.err)
+		// Closing the worker would block on that lock too (its routers close
+		// their transports): kill it, and wait until mediasoup-go marked it
+		// closed (its teardown goroutine stays blocked).
+		_ = syscall.Kill(w.Pid(), syscall.SIGKILL)
+		for !w.Closed() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return
+	}
+	t.Fatalf("the producer never closed inside Consume's window in %d attempts", attempts)
+}
+
+// Still present in v2.6.0: when Channel.Request's own 5 s timeout fires, the
+// request never returns: its deferred cleanup calls timer.Stop, which reports
+// false for the timer that just fired, and then waits on the drained
+// timer.C forever (internal/channel/channel.go:244-268). Workaround kept:
+// every request of ours carries a context that ends first
+// (room.WorkerRequestTimeout, 4 s), which takes the path that does return.
+func TestUpstreamRequestNeverReturnsWhenItsOwnTimeoutFires(t *testing.T) {
+	w := startMediasoupWorker(t, workerBinFromEnv(t))
+	if err := syscall.Kill(w.Pid(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = syscall.Kill(w.Pid(), syscall.SIGCONT) }()
+
+	// With our deadline: returns when the deadline passes.
+	ctx, cancel := context.WithTimeout(context.Background(), room.WorkerRequestTimeout)
+	defer cancel()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { _, err := w.GetResourceUsageContext(ctx); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("with a %v deadline: %v", room.WorkerRequestTimeout, err)
+		}
+		t.Logf("with a %v deadline: returned after %v: %v", room.WorkerRequestTimeout, time.Since(start).Round(time.Millisecond), err)
+	case <-time.After(room.WorkerRequestTimeout + 5*time.Second):
+		t.Fatalf("with a %v deadline: no answer after %v", room.WorkerRequestTimeout, time.Since(start))
+	}
+
+	// Without: mediasoup-go's own timeout (5 s) fires, and the call hangs.
+	if !blocks(func() { _, _ = w.GetResourceUsageContext(context.Background()) }, 8*time.Second) {
+		t.Fatal("a request without deadline returned after mediasoup-go's own timeout: fixed upstream? " +
+			"Then room.WorkerRequestTimeout need no longer stay under 5 s")
+	}
+	t.Log("reproduced: a request without deadline still blocks 8 s after it was sent to a stopped worker")
+}
+
+// Fixed in v2.6.0: Channel.Close walked the pending-request map without its
+// lock while requests that gave up deleted their entries; a worker dying with
+// requests in flight could abort the whole process ("concurrent map iteration
+// and map write", which recover cannot catch). Here workers die, repeatedly,
+// under a stream of requests from many goroutines; every request must return.
+// This is what lets the server and its tests stop worrying about the order of
+// a worker's death and the requests still in flight to it (room.Manager.Wait
+// before closing the pool stays, for an orderly shutdown, not for safety).
+func TestUpstreamWorkerDeathWithRequestsInFlight(t *testing.T) {
+	bin := workerBinFromEnv(t)
+	for round := 1; round <= 10; round++ {
+		w := startMediasoupWorker(t, bin)
+		ctx, cancel := context.WithTimeout(context.Background(), room.WorkerRequestTimeout)
+		var wg sync.WaitGroup
+		for g := 0; g < 32; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ctx.Err() == nil {
+					if _, err := w.GetResourceUsageContext(ctx); err != nil {
+						return
+					}
+				}
+			}()
+		}
+		waitPending(t, w, 8)
+		_ = syscall.Kill(w.Pid(), syscall.SIGKILL)
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: requests to a killed worker did not return", round)
+		}
+		cancel()
+		if !w.Died() {
+			t.Errorf("round %d: Died() = false after SIGKILL", round)
+		}
+	}
+}
