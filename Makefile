@@ -31,8 +31,9 @@ phase = @echo "=== make: $(1) [$$(( $$(date +%s) - $(MAKE_START) )) s] ==="
 # the bundle in web/dist is build output.
 WEB_DIR     := web
 WEB_MODULES := $(WEB_DIR)/node_modules/.package-lock.json
-# Debian packages the browser test needs (web/browser_test.go).
-TEST_APT_PACKAGES := chromium chromium-driver
+# Debian packages the tests need: the browser test (web/browser_test.go) and
+# the broadcaster test, which runs ffmpeg as the demo's broadcasters/ffmpeg.sh.
+TEST_APT_PACKAGES := chromium chromium-driver ffmpeg
 
 .PHONY: run test worker worker-check build lint test-go deps clean web fuzz
 

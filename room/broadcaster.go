@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"sync"
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
@@ -85,7 +87,7 @@ func (p *Peer) CreatePlainTransport(ctx context.Context, req PlainTransportReque
 		return nil, err
 	}
 	rtcpMux := req.RtcpMux
-	t, err := rt.CreatePlainTransportContext(ctx, &mediasoup.PlainTransportOptions{
+	opts := &mediasoup.PlainTransportOptions{
 		ListenInfo: mediasoup.TransportListenInfo{
 			Protocol: mediasoup.TransportProtocolUDP, Ip: o.PlainListenIP, AnnouncedAddress: o.PlainAnnouncedAddress,
 		},
@@ -94,7 +96,31 @@ func (p *Peer) CreatePlainTransport(ctx context.Context, req PlainTransportReque
 		EnableSctp:  req.EnableSctp,
 		SctpOptions: o.sctpOptions(),
 		AppData:     withPeerID(req.AppData, p.id),
-	})
+	}
+	var t *mediasoup.Transport
+	var rtcpPort uint16
+	for attempt := 1; ; attempt++ {
+		if !rtcpMux {
+			// mediasoup-go (v2.4.1 to v2.6.0 at least) reports the RTCP tuple
+			// of a new plain transport as a copy of its RTP tuple, although
+			// the worker opened a separate RTCP socket on a port of its own
+			// (router.go and Transport.Dump parse rtcpTuple from "tuple"). So
+			// that the port we answer is the real one, we choose it: a port
+			// the kernel just had free on the listen IP.
+			if rtcpPort, err = freeUDPPort(o.PlainListenIP); err != nil {
+				return nil, fmt.Errorf("createPlainTransport: no free RTCP port: %w", err)
+			}
+			opts.RtcpListenInfo = &mediasoup.TransportListenInfo{
+				Protocol: mediasoup.TransportProtocolUDP, Ip: o.PlainListenIP,
+				AnnouncedAddress: o.PlainAnnouncedAddress, Port: rtcpPort,
+			}
+		}
+		t, err = rt.CreatePlainTransportContext(ctx, opts)
+		// Someone may take the port between our probe and the worker's bind.
+		if err == nil || rtcpMux || attempt == 3 || ctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil {
 		return nil, workerError("createPlainTransport", err)
 	}
@@ -102,11 +128,21 @@ func (p *Peer) CreatePlainTransport(ctx context.Context, req PlainTransportReque
 		return nil, ErrPeerClosed
 	}
 	d := t.Data().PlainTransportData
-	info := &PlainTransportInfo{ID: t.Id(), IP: d.Tuple.LocalAddress, Port: d.Tuple.LocalPort, SctpParameters: clientSctpParameters(d.SctpParameters, o.sctpStreams(req.SctpCapabilities))}
-	if d.RtcpTuple != nil && !req.RtcpMux {
-		info.RtcpPort = d.RtcpTuple.LocalPort
+	info := &PlainTransportInfo{
+		ID: t.Id(), IP: d.Tuple.LocalAddress, Port: d.Tuple.LocalPort, RtcpPort: rtcpPort,
+		SctpParameters: clientSctpParameters(d.SctpParameters, o.sctpStreams(req.SctpCapabilities)),
 	}
 	return info, nil
+}
+
+// freeUDPPort returns a UDP port that is free on ip right now.
+func freeUDPPort(ip string) (uint16, error) {
+	c, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return uint16(c.LocalAddr().(*net.UDPAddr).Port), nil
 }
 
 // ConnectPlainTransport gives a plain transport the remote address (when

@@ -210,13 +210,14 @@ func answer(w http.ResponseWriter, result any, after room.After, err error) {
 	}
 }
 
-// handleBroadcasterTransport creates a transport: {type:"plain", comedia?,
-// rtcpMux? (default true), sctpCapabilities?} or {type:"webrtc",
-// sctpCapabilities?}.
+// handleBroadcasterTransport creates a transport: {type:"plain", comedia?
+// (default true), rtcpMux? (default false), sctpCapabilities?} or
+// {type:"webrtc", sctpCapabilities?}. The plain defaults are the mediasoup
+// demo's (its broadcasters/ffmpeg.sh and gstreamer.sh rely on them).
 func handleBroadcasterTransport(ctx context.Context, p *room.Peer, data json.RawMessage) (any, room.After, error) {
 	var req struct {
 		Type             string                 `json:"type"`
-		Comedia          bool                   `json:"comedia"`
+		Comedia          *bool                  `json:"comedia"`
 		RtcpMux          *bool                  `json:"rtcpMux"`
 		SctpCapabilities *room.SctpCapabilities `json:"sctpCapabilities"`
 	}
@@ -225,9 +226,10 @@ func handleBroadcasterTransport(ctx context.Context, p *room.Peer, data json.Raw
 	}
 	switch req.Type {
 	case "plain":
-		rtcpMux := req.RtcpMux == nil || *req.RtcpMux
+		comedia := req.Comedia == nil || *req.Comedia
+		rtcpMux := req.RtcpMux != nil && *req.RtcpMux
 		info, err := p.CreatePlainTransport(ctx, room.PlainTransportRequest{
-			Comedia: req.Comedia, RtcpMux: rtcpMux,
+			Comedia: comedia, RtcpMux: rtcpMux,
 			EnableSctp: req.SctpCapabilities != nil, SctpCapabilities: req.SctpCapabilities,
 		})
 		return info, nil, err

@@ -377,3 +377,38 @@ func TestBroadcasterErrors(t *testing.T) {
 		t.Fatal("no data producer id")
 	}
 }
+
+// A plain transport created without rtcpMux and comedia takes the mediasoup
+// demo's defaults (rtcpMux false, comedia true), and answers the port of its
+// separate RTCP socket.
+func TestBroadcasterPlainTransportDefaults(t *testing.T) {
+	e := newEnv(t, 1)
+	e.broadcaster("R", "bc", nil)
+	base := "/rooms/R/broadcasters/bc"
+	p := e.rooms.Room("R").Peer("bc")
+	for _, c := range []struct {
+		body         map[string]any
+		mux, comedia bool
+		separateRtcp bool
+	}{
+		{map[string]any{"type": "plain"}, false, true, true},
+		{map[string]any{"type": "plain", "rtcpMux": true}, true, true, false},
+		{map[string]any{"type": "plain", "comedia": false, "rtcpMux": false}, false, false, true},
+	} {
+		var tr room.PlainTransportInfo
+		e.mustAPI("POST", base+"/transports", c.body, &tr)
+		if c.separateRtcp != (tr.RtcpPort != 0 && tr.RtcpPort != tr.Port) {
+			t.Errorf("%v: port %d, rtcpPort %d", c.body, tr.Port, tr.RtcpPort)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := p.TransportStats(ctx, tr.ID)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := st.([]any)[0].(*mediasoup.TransportStat).PlainTransportStat
+		if s.RtcpMux != c.mux || s.Comedia != c.comedia {
+			t.Errorf("%v: rtcpMux %v, comedia %v; want %v, %v", c.body, s.RtcpMux, s.Comedia, c.mux, c.comedia)
+		}
+	}
+}

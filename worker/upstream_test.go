@@ -9,6 +9,8 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"net"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -231,5 +233,67 @@ func TestUpstreamWorkerDeathWithRequestsInFlight(t *testing.T) {
 		if !w.Died() {
 			t.Errorf("round %d: Died() = false after SIGKILL", round)
 		}
+	}
+}
+
+// Still present in v2.6.0: a plain transport created with rtcpMux false has
+// a separate RTCP socket in the worker, but mediasoup-go fills its RTCP tuple
+// with the RTP tuple (router.go:579 on creation, transport.go:318 in Dump:
+// parseTransportTuple(result.Tuple) where result.RtcpTuple is meant), so the
+// RTCP port it reports is the RTP port. Workaround: room.CreatePlainTransport
+// chooses the RTCP port itself (RtcpListenInfo) and answers that one.
+func TestUpstreamPlainTransportReportsRtpPortAsRtcpPort(t *testing.T) {
+	w := startMediasoupWorker(t, workerBinFromEnv(t))
+	router := upstreamRouter(t, w)
+
+	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rtcpPort := uint16(probe.LocalAddr().(*net.UDPAddr).Port)
+	_ = probe.Close()
+	mux := false
+	tr := plainTransport(t, router, &mediasoup.PlainTransportOptions{
+		RtcpMux: &mux, Comedia: true,
+		RtcpListenInfo: &mediasoup.TransportListenInfo{Protocol: mediasoup.TransportProtocolUDP, Ip: "127.0.0.1", Port: rtcpPort},
+	})
+	d := tr.Data().PlainTransportData
+	dump, err := tr.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.RtcpTuple == nil || d.RtcpTuple.LocalPort != d.Tuple.LocalPort ||
+		dump.PlainTransportDump.RtcpTuple == nil || dump.PlainTransportDump.RtcpTuple.LocalPort != d.Tuple.LocalPort {
+		t.Fatalf("RTP port %d, RTCP port asked %d; mediasoup-go reports %+v (data), %+v (dump): fixed upstream? "+
+			"Then room.CreatePlainTransport can read the RTCP port from Data()",
+			d.Tuple.LocalPort, rtcpPort, d.RtcpTuple, dump.PlainTransportDump.RtcpTuple)
+	}
+	t.Logf("reproduced: RTP port %d, RTCP socket on %d, mediasoup-go reports RTCP port %d", d.Tuple.LocalPort, rtcpPort, d.RtcpTuple.LocalPort)
+
+	// The worker does listen on the port asked for: an RTCP receiver report
+	// sent there becomes the transport's RTCP tuple (comedia).
+	c, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(rtcpPort))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rr := []byte{0x80, 201, 0, 1, 0, 0, 0, 1} // RTCP RR, no report blocks
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, _ = c.Write(rr)
+		stats, err := tr.GetStats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rt := stats.PlainTransportStat.RtcpTuple; rt != nil {
+			if rt.LocalPort != rtcpPort {
+				t.Fatalf("RTCP tuple local port %d, want %d", rt.LocalPort, rtcpPort)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the worker never saw the RTCP packet on the RTCP port")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
