@@ -2,6 +2,7 @@ package room
 
 import (
 	"context"
+	"errors"
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
 	"go.uber.org/zap"
@@ -73,7 +74,11 @@ func (p *Peer) consumeData(owner *Peer, d *mediasoup.DataProducer) {
 		DataProducerId: d.Id(), AppData: mediasoup.H{"peerId": p.id, "dataProducerPeerId": owner.id},
 	})
 	if err != nil {
-		p.log.Warn("consumeData failed", zap.String("dataProducer", d.Id()), zap.Error(err))
+		if errors.Is(err, mediasoup.ErrNotFound) { // the data producer closed meanwhile
+			p.log.Debug("consumeData: data producer closed meanwhile", zap.String("dataProducer", d.Id()), zap.Error(err))
+		} else {
+			p.log.Warn("consumeData failed", zap.String("dataProducer", d.Id()), zap.Error(err))
+		}
 		return
 	}
 	if !adopt(p, p.dataConsumes, dc, nil) {

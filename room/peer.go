@@ -600,7 +600,11 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 		return err
 	})
 	if err != nil {
-		p.log.Warn("consume failed", zap.String("producer", producer.Id()), zap.Error(err))
+		if errors.Is(err, mediasoup.ErrNotFound) { // the producer closed meanwhile
+			p.log.Debug("consume: producer closed meanwhile", zap.String("producer", producer.Id()), zap.Error(err))
+		} else {
+			p.log.Warn("consume failed", zap.String("producer", producer.Id()), zap.Error(err))
+		}
 		return
 	}
 	if !adopt(p, p.consumers, c, nil) {
@@ -640,7 +644,13 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 	rctx, rcancel := workerContext()
 	defer rcancel()
 	if err := c.ResumeContext(rctx); err != nil && !c.Closed() {
-		p.log.Warn("resume consumer", zap.String("consumer", id), zap.Error(err))
+		// Not found: the worker closed it (its producer closed) before
+		// mediasoup-go heard; the consumerClosed notification follows.
+		if errors.Is(err, mediasoup.ErrNotFound) {
+			p.log.Debug("resume consumer: closed meanwhile", zap.String("consumer", id), zap.Error(err))
+		} else {
+			p.log.Warn("resume consumer", zap.String("consumer", id), zap.Error(err))
+		}
 	}
 }
 

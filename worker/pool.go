@@ -770,12 +770,13 @@ func waitExit(pid int, timeout time.Duration) bool {
 	}
 }
 
-// mediasoupLogger bridges mediasoup-go's *slog.Logger to zap.
+// mediasoupLogger bridges mediasoup-go's *slog.Logger to zap (demoting the
+// messages quietHandler knows to be benign).
 type mediasoupLogger struct{ base *zap.Logger }
 
 func newMediasoupLogger(l *zap.Logger) *mediasoupLogger { return &mediasoupLogger{base: l} }
 
 func (m *mediasoupLogger) with(index int) *slog.Logger {
-	return slog.New(zapslog.NewHandler(m.base.With(zap.Int("worker", index)).Core(),
-		zapslog.WithName(strings.TrimPrefix(m.base.Name()+".mediasoup", "."))))
+	return slog.New(quietHandler{zapslog.NewHandler(m.base.With(zap.Int("worker", index)).Core(),
+		zapslog.WithName(strings.TrimPrefix(m.base.Name()+".mediasoup", ".")))})
 }
