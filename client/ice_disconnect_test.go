@@ -21,7 +21,7 @@ import (
 
 // mediasoup (ICE-lite) declares a transport's ICE disconnected when the
 // client's consent checks (STUN binding requests) stop arriving for its
-// consent timeout. mediasoup-go v2.4.1 always sends the worker 30 s: its
+// consent timeout. mediasoup-go (v2.4.1, still v2.6.0) always sends the worker 30 s: its
 // CreateWebRtcTransport drops WebRtcTransportOptions.IceConsentTimeout (and
 // the worker clamps the value to 10–60 s anyway). So these tests wait for
 // mediasoup's own 30 s.

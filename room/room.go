@@ -72,8 +72,8 @@ type Options struct {
 
 	// A transport whose ICE stays disconnected this long frees its peer.
 	// mediasoup declares ICE disconnected when the client's consent checks
-	// (STUN binding requests) have stopped for 30 s (mediasoup-go v2.4.1
-	// drops WebRtcTransportOptions.IceConsentTimeout), so a peer whose
+	// (STUN binding requests) have stopped for 30 s (mediasoup-go, v2.4.1
+	// and still v2.6.0, drops WebRtcTransportOptions.IceConsentTimeout), so a peer whose
 	// network died is freed about 30 s + this after.
 	IceDisconnectGrace time.Duration // 30s
 	// How long a client may take to answer newConsumer / newDataConsumer.

@@ -173,7 +173,7 @@ func (b *LockedBuffer) String() string {
 }
 
 // WorkerStartLeaks returns goleak options that allow what mediasoup-go
-// v2.4.1 keeps forever of each timed-out worker start (its process waiter,
+// (v2.4.1, still v2.6.0) keeps forever of each timed-out worker start (its process waiter,
 // blocked sending on a channel nobody reads, and its channel's reader): at
 // most worker.AbandonedStarts() of each. With more of them, or with none
 // abandoned, it allows nothing and goleak reports them.
