@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
 	"github.com/mediasoup-server/mediasoup-server/room"
 	"github.com/mediasoup-server/mediasoup-server/worker"
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +30,9 @@ type workerList interface{ Workers() []*worker.Worker }
 type deathNotifier interface {
 	OnDeath(func(worker.Death)) (cancel func())
 }
+type requestNotifier interface {
+	OnRequest(func(int, mediasoup.ChannelRequestStats)) (cancel func())
+}
 
 // metrics are the server's Prometheus metrics, on a registry of their own
 // (not the global one), so that several servers can live in one process.
@@ -44,6 +48,9 @@ type metrics struct {
 	serverRequests  *prometheus.CounterVec   // method, result
 	connections     prometheus.Gauge
 	workerDeaths    *prometheus.CounterVec // worker
+	// Requests to the workers (mediasoup-go's OnChannelRequest).
+	workerRequestDuration *prometheus.HistogramVec // method
+	workerRequestErrors   *prometheus.CounterVec   // method
 }
 
 // knownMethods bounds the method label: anything else counts as "other".
@@ -88,7 +95,25 @@ func newMetrics(opts Options, draining func() bool) *metrics {
 	if dn, ok := opts.Workers.(deathNotifier); ok {
 		dn.OnDeath(func(d worker.Death) { m.workerDeaths.WithLabelValues(strconv.Itoa(d.Index)).Inc() })
 	}
+	m.workerRequestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: metricsNamespace, Name: "worker_request_duration_seconds",
+		Help:    "Round trip of a request to a mediasoup worker (serialization, pipes, answer), by method.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+	}, []string{"method"})
+	m.workerRequestErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Name: "worker_request_errors_total",
+		Help: "Requests to a mediasoup worker that failed (including not found, timeouts, and the worker going away), by method.",
+	}, []string{"method"})
+	if rn, ok := opts.Workers.(requestNotifier); ok {
+		rn.OnRequest(func(_ int, s mediasoup.ChannelRequestStats) {
+			m.workerRequestDuration.WithLabelValues(s.Method).Observe(s.Duration.Seconds())
+			if s.Err != nil {
+				m.workerRequestErrors.WithLabelValues(s.Method).Inc()
+			}
+		})
+	}
 	m.reg.MustRegister(m.requests, m.requestDuration, m.notifications, m.serverRequests, m.connections, m.workerDeaths,
+		m.workerRequestDuration, m.workerRequestErrors,
 		&workersCollector{workers: opts.Workers},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "draining",
@@ -247,6 +272,8 @@ var (
 		"Times the worker slot's process was respawned after a death.", []string{"worker"}, nil)
 	descWorkerRouters = prometheus.NewDesc(metricsNamespace+"_worker_routers",
 		"Routers on the worker.", []string{"worker"}, nil)
+	descWorkerPending = prometheus.NewDesc(metricsNamespace+"_worker_pending_requests",
+		"Requests in flight to the worker (climbing: the worker is falling behind).", []string{"worker"}, nil)
 	descWorkerCPU = prometheus.NewDesc(metricsNamespace+"_worker_cpu_seconds_total",
 		"CPU time of the current worker process (ru_utime, ru_stime), by mode user|system.", []string{"worker", "mode"}, nil)
 	descWorkerMaxRSS = prometheus.NewDesc(metricsNamespace+"_worker_max_rss_bytes",
@@ -256,7 +283,7 @@ var (
 )
 
 func (c *workersCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descWorkerUp, descWorkerRestarts, descWorkerRouters, descWorkerCPU, descWorkerMaxRSS, descWorkerStartTimeouts} {
+	for _, d := range []*prometheus.Desc{descWorkerUp, descWorkerRestarts, descWorkerRouters, descWorkerPending, descWorkerCPU, descWorkerMaxRSS, descWorkerStartTimeouts} {
 		ch <- d
 	}
 }
@@ -268,6 +295,7 @@ func (c *workersCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descWorkerUp, prometheus.GaugeValue, b2f(in.State == worker.StateAlive), w)
 		ch <- prometheus.MustNewConstMetric(descWorkerRestarts, prometheus.CounterValue, float64(in.Restarts), w)
 		ch <- prometheus.MustNewConstMetric(descWorkerRouters, prometheus.GaugeValue, float64(in.Routers), w)
+		ch <- prometheus.MustNewConstMetric(descWorkerPending, prometheus.GaugeValue, float64(in.PendingRequests), w)
 	}
 	wl, ok := c.workers.(workerList)
 	if !ok {

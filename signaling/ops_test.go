@@ -224,6 +224,7 @@ func TestMetricsFollowPeers(t *testing.T) {
 		"mediasoup_server_worker_cpu_seconds_total{mode=user,worker=0}": -1, // present
 		"mediasoup_server_worker_max_rss_bytes{worker=0}":               -1,
 		"mediasoup_server_worker_start_timeouts_total":                  -1,
+		"mediasoup_server_worker_pending_requests{worker=0}":            -1,
 	} {
 		got, ok := m[series]
 		if !ok || (want >= 0 && got != want) {
@@ -275,6 +276,14 @@ func TestMetricsFollowPeers(t *testing.T) {
 		if got, ok := m[series]; !ok || got != want {
 			t.Errorf("with peers: %s = %v (present %v), want %v", series, got, ok, want)
 		}
+	}
+	// Round trips to the worker, by mediasoup method (mediasoup-go's
+	// OnChannelRequest): one produce, four transports at least.
+	if got := m["mediasoup_server_worker_request_duration_seconds_count{method=TRANSPORT_PRODUCE}"]; got != 1 {
+		t.Errorf("worker requests TRANSPORT_PRODUCE counted %v times, want 1", got)
+	}
+	if got := m["mediasoup_server_worker_request_duration_seconds_count{method=ROUTER_CREATE_WEBRTCTRANSPORT_WITH_SERVER}"]; got < 4 {
+		t.Errorf("worker requests ROUTER_CREATE_WEBRTCTRANSPORT_WITH_SERVER counted %v times, want ≥ 4", got)
 	}
 
 	// b leaves: its transports and consumers go, a hears peerClosed.

@@ -93,6 +93,8 @@ type Pool struct {
 	mu     sync.Mutex // guards subs, nextID and placement decisions
 	subs   map[int]func(Death)
 	nextID int
+	// Listeners of every completed worker request (OnRequest), copied on write.
+	reqSubs atomic.Pointer[[]func(int, mediasoup.ChannelRequestStats)]
 
 	wg sync.WaitGroup // respawn goroutines
 }
@@ -142,6 +144,9 @@ type Info struct {
 	Consumers  int64     `json:"consumers"`
 	Since      time.Time `json:"since"`
 	LastError  string    `json:"lastError,omitempty"`
+	// Requests in flight to the worker (a climbing figure: the worker is
+	// falling behind).
+	PendingRequests int `json:"pendingRequests"`
 }
 
 // New starts opts.Count workers and their WebRtcServers. It fails, leaving
@@ -230,6 +235,44 @@ func (p *Pool) OnDeath(fn func(Death)) (cancel func()) {
 		p.mu.Lock()
 		delete(p.subs, id)
 		p.mu.Unlock()
+	}
+}
+
+// OnRequest registers fn to be called after every request to a worker
+// completes, with the worker's index and mediasoup-go's figures (method,
+// duration, error). It runs on the requesting goroutine: it must not block.
+// The returned function unregisters it.
+func (p *Pool) OnRequest(fn func(index int, s mediasoup.ChannelRequestStats)) (cancel func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var subs []func(int, mediasoup.ChannelRequestStats)
+	if cur := p.reqSubs.Load(); cur != nil {
+		subs = append(subs, *cur...)
+	}
+	subs = append(subs, fn)
+	p.reqSubs.Store(&subs)
+	i := len(subs) - 1
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		cur := p.reqSubs.Load()
+		if cur == nil || i >= len(*cur) {
+			return
+		}
+		next := append([]func(int, mediasoup.ChannelRequestStats){}, *cur...)
+		next[i] = nil
+		p.reqSubs.Store(&next)
+	}
+}
+
+// requestDone hands a completed worker request to the OnRequest listeners.
+func (p *Pool) requestDone(index int, s mediasoup.ChannelRequestStats) {
+	if subs := p.reqSubs.Load(); subs != nil {
+		for _, fn := range *subs {
+			if fn != nil {
+				fn(index, s)
+			}
+		}
 	}
 }
 
@@ -375,6 +418,8 @@ func (w *Worker) Info() Info {
 	}
 	if w.state != StateAlive {
 		in.Pid = 0
+	} else if w.ms != nil {
+		in.PendingRequests = w.ms.ChannelPendingRequests()
 	}
 	if w.lastErr != nil {
 		in.LastError = w.lastErr.Error()
@@ -482,6 +527,7 @@ func (p *Pool) startWorker(index int) (*mediasoup.Worker, error) {
 			s.Logger = p.slog.with(index)
 			s.AppData = mediasoup.H{"index": index}
 			s.Env = []string{spawnTokenEnv + "=" + token}
+			s.OnChannelRequest = func(st mediasoup.ChannelRequestStats) { p.requestDone(index, st) }
 		})
 		if !errors.Is(err, mediasoup.ErrWorkerStartTimeout) {
 			return ms, err
