@@ -28,7 +28,7 @@ func (e *mediaEnv) httpJSON(method, path string, body, out any) {
 		}
 		rd = bytes.NewReader(j)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, e.url+path, rd)
 	if err != nil {
@@ -165,7 +165,7 @@ func TestFfmpegBroadcaster(t *testing.T) {
 	if a.Kind() != "audio" || v.Kind() != "video" {
 		t.Fatalf("consumer kinds %q, %q", a.Kind(), v.Kind())
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(settle)
 	for a.Stats().Packets < 100 || v.Stats().Packets < 100 {
 		select {
 		case err := <-exited:
@@ -184,7 +184,7 @@ func TestFfmpegBroadcaster(t *testing.T) {
 	// RTCP tuple of each transport from it (comedia).
 	bc := e.rooms.Room("R").Peer("ffmpeg")
 	for _, tr := range []plain{audioTr, videoTr} {
-		waitFor(t, 10*time.Second, func() bool {
+		waitFor(t, settle, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			st, err := bc.TransportStats(ctx, tr.ID)

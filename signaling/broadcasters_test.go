@@ -400,7 +400,7 @@ func TestBroadcasterPlainTransportDefaults(t *testing.T) {
 		if c.separateRtcp != (tr.RtcpPort != 0 && tr.RtcpPort != tr.Port) {
 			t.Errorf("%v: port %d, rtcpPort %d", c.body, tr.Port, tr.RtcpPort)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), settle)
 		st, err := p.TransportStats(ctx, tr.ID)
 		cancel()
 		if err != nil {

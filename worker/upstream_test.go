@@ -66,7 +66,7 @@ func opusProducer(t *testing.T, tr *mediasoup.Transport, ssrc uint32) *mediasoup
 // waitPending waits until the worker's channel has n requests in flight.
 func waitPending(t *testing.T, w *mediasoup.Worker, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(settle)
 	for w.ChannelPendingRequests() < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d requests in flight, want %d", w.ChannelPendingRequests(), n)
@@ -183,7 +183,7 @@ func TestUpstreamRequestNeverReturnsWhenItsOwnTimeoutFires(t *testing.T) {
 			t.Fatalf("with a %v deadline: %v", room.WorkerRequestTimeout, err)
 		}
 		t.Logf("with a %v deadline: returned after %v: %v", room.WorkerRequestTimeout, time.Since(start).Round(time.Millisecond), err)
-	case <-time.After(room.WorkerRequestTimeout + 5*time.Second):
+	case <-time.After(room.WorkerRequestTimeout + settle):
 		t.Fatalf("with a %v deadline: no answer after %v", room.WorkerRequestTimeout, time.Since(start))
 	}
 
@@ -226,7 +226,7 @@ func TestUpstreamWorkerDeathWithRequestsInFlight(t *testing.T) {
 		go func() { wg.Wait(); close(done) }()
 		select {
 		case <-done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(settle):
 			t.Fatalf("round %d: requests to a killed worker did not return", round)
 		}
 		cancel()
@@ -278,7 +278,7 @@ func TestUpstreamPlainTransportReportsRtpPortAsRtcpPort(t *testing.T) {
 	}
 	defer c.Close()
 	rr := []byte{0x80, 201, 0, 1, 0, 0, 0, 1} // RTCP RR, no report blocks
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(settle)
 	for {
 		_, _ = c.Write(rr)
 		stats, err := tr.GetStats()
