@@ -128,8 +128,19 @@ function notice(text, { error = false, sticky = false, action = null } = {}) {
   if (!sticky) noticeTimer = setTimeout(() => { el.hidden = true; }, 6000);
 }
 
+// closedByServer tells an SCTP association the server aborted (SCTP cause 12,
+// User-Initiated Abort) from a real data channel error. mediasoup 3.26's own
+// SCTP stack aborts the association when the server closes the transport (the
+// peer left, was replaced by a reconnect, kicked, or the server stopped), and
+// the browser reports that as an "error" on each open data channel before it
+// closes: for the app it is the channel closing, not a failure.
+function closedByServer(err) {
+  return Boolean(err && err.errorDetail === 'sctp-failure' && err.sctpCauseCode === 12);
+}
+
 function fail(context, err) {
-  const text = `${context}: ${err && err.message ? err.message : err}`;
+  const sctp = err && err.errorDetail === 'sctp-failure' ? ` [SCTP cause ${err.sctpCauseCode}]` : '';
+  const text = `${context}: ${err && err.message ? err.message : err}${sctp}`;
   errors.push(text);
   console.error(text, err);
   notice(text, { error: true });
@@ -515,7 +526,7 @@ async function join(s) {
     dp.on('open', update);
     dp.on('close', update);
     dp.on('transportclose', update);
-    dp.on('error', (err) => { if (alive()) fail('chat', err); });
+    dp.on('error', (err) => { if (alive() && !closedByServer(err)) fail('chat', err); });
     update();
   } catch (err) {
     if (alive()) fail('Chat unavailable', err);
@@ -627,7 +638,7 @@ async function handleRequest(request, accept, reject) {
       }
       s.dataConsumers.set(dc.id, dc);
       dc.observer.on('close', () => s.dataConsumers.delete(dc.id));
-      dc.on('error', (err) => { if (session === s) fail('data channel', err); });
+      dc.on('error', (err) => { if (session === s && !closedByServer(err)) fail('data channel', err); });
       dc.on('message', (data) => {
         if (dc.label !== 'chat') return;
         const text = typeof data === 'string' ? data : new TextDecoder().decode(data);
