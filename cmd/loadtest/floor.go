@@ -36,6 +36,7 @@ type floor struct {
 
 type floorRoom struct {
 	once    sync.Once
+	worker  int // index of the worker its router goes on
 	err     error
 	router  *mediasoup.Router
 	server  *mediasoup.WebRtcServer
@@ -113,15 +114,14 @@ func (f *floor) room(ctx context.Context, id string) (*floorRoom, error) {
 	f.mu.Lock()
 	r := f.rooms[id]
 	if r == nil {
-		r = &floorRoom{}
-		i := len(f.rooms) % len(f.workers)
+		r = &floorRoom{worker: len(f.rooms) % len(f.workers)}
 		f.rooms[id] = r
-		f.mu.Unlock()
-		r.once.Do(func() { r.err = f.initRoom(ctx, r, i) })
-	} else {
-		f.mu.Unlock()
-		r.once.Do(func() {}) // wait for the creator
 	}
+	f.mu.Unlock()
+	// Whoever comes first creates the router, the others wait for it. (Not a
+	// no-op Do for the others: one that ran before the creator's Do would
+	// leave the room without a router.)
+	r.once.Do(func() { r.err = f.initRoom(ctx, r, r.worker) })
 	return r, r.err
 }
 
