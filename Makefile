@@ -57,13 +57,8 @@ worker-check: worker
 	$(call phase,worker-check: mediasoup-go's own suite against the worker)
 	@dir=$$($(GO) list -m -f '{{.Dir}}' $(MEDIASOUP_GO)); \
 	version=$$($(GO) list -m -f '{{.Version}}' $(MEDIASOUP_GO)); \
-	skip=""; \
-	if [ "$$version" = v2.4.1 ]; then \
-		skip='TestPipeToRouter/PipeToRouter_called_in_two_Routers_passing_one_to_each_other'; \
-		echo "worker-check: skipping $$skip: v2.4.1's concurrent PipeToRouter race (fixed in v2.5.0; the server pipes with its own sequential pairs)"; \
-	fi; \
 	echo "worker-check: mediasoup-go $$version suite against $(MEDIASOUP_WORKER_BIN)"; \
-	cd "$$dir" && GOFLAGS=-mod=mod $(GO) test -p 1 -count=1 -skip "$$skip" ./...
+	cd "$$dir" && GOFLAGS=-mod=mod $(GO) test -p 1 -count=1 ./...
 
 # Everything `make test` needs that Go modules do not bring.
 deps:
