@@ -8,12 +8,12 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
-	"sync"
 	"testing"
 	"time"
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
 	"github.com/mediasoup-server/mediasoup-server/client"
+	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
 )
 
 // httpJSON does one request to the broadcaster HTTP API and decodes a 200
@@ -51,27 +51,6 @@ func (e *mediaEnv) httpJSON(method, path string, body, out any) {
 			e.t.Fatalf("%s %s: %v in %s", method, path, err, data)
 		}
 	}
-}
-
-// lockedWriter collects ffmpeg's output for the failure message.
-type lockedWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.b.Len() > 1<<16 {
-		return len(p), nil
-	}
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 // TestFfmpegBroadcaster broadcasts with Debian's ffmpeg the way the mediasoup
@@ -136,7 +115,7 @@ func TestFfmpegBroadcaster(t *testing.T) {
 
 	// ffmpeg.sh's command, with lavfi sources instead of -stream_loop -1 -i FILE.
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &lockedWriter{}
+	out := &testutil.LockedBuffer{} // ffmpeg's output (-v warning), for a failure message
 	cmd := exec.CommandContext(ctx, ffmpeg,
 		"-re", "-v", "warning", "-nostdin",
 		"-f", "lavfi", "-i", "testsrc=size=640x360:rate=30",
