@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"runtime"
@@ -50,10 +51,22 @@ type Config struct {
 	AuthSecret string `yaml:"authSecret"`
 	// AllowedOrigins: browser Origins allowed to open the WebSocket
 	// (e.g. https://app.example.com); empty = any (default).
-	AllowedOrigins StringList      `yaml:"allowedOrigins"`
-	Worker         WorkerConfig    `yaml:"worker"`
-	Signaling      SignalingConfig `yaml:"signaling"`
-	Room           RoomConfig      `yaml:"room"`
+	AllowedOrigins StringList `yaml:"allowedOrigins"`
+	// NodeID names this node in cluster mode (default: the hostname plus a
+	// random suffix, chosen at start).
+	NodeID    string          `yaml:"nodeId"`
+	Redis     RedisConfig     `yaml:"redis"`
+	Worker    WorkerConfig    `yaml:"worker"`
+	Signaling SignalingConfig `yaml:"signaling"`
+	Room      RoomConfig      `yaml:"room"`
+}
+
+// RedisConfig turns cluster mode on: several nodes share rooms through one
+// Redis (see the cluster package).
+type RedisConfig struct {
+	// URL of the Redis server: redis://[:password@]host:port/db, or
+	// rediss:// for TLS. "" = one node, no Redis (default).
+	URL string `yaml:"url"`
 }
 
 // SignalingConfig bounds what one WebSocket connection may cost.
@@ -184,6 +197,8 @@ var flagSpecs = []struct{ name, key, usage string }{
 	{"drain-grace", "drainGrace", "on SIGTERM, let rooms run this `DURATION` before closing them (0s: close at once)"},
 	{"auth-secret", "authSecret", "HS256 `SECRET` (>= 32 bytes) that tokens are signed with; empty: auth off"},
 	{"allowed-origins", "allowedOrigins", "comma-separated `ORIGINS` allowed to open the WebSocket; empty: any"},
+	{"redis", "redis.url", "Redis `URL` (redis://[:password@]host:port/db or rediss://…): cluster mode, rooms shared by several nodes; empty: one node"},
+	{"node-id", "nodeId", "this node's `ID` in cluster mode (default: hostname plus a random suffix)"},
 	{"worker-bin", "worker.bin", "`PATH` of mediasoup-worker (empty: look it up)"},
 	{"workers", "worker.count", "number of workers `N` (0 = one per CPU)"},
 	{"rtc-port", "worker.rtcPort", "first WebRtcServer `PORT`; worker i listens UDP+TCP on PORT+i"},
@@ -518,6 +533,16 @@ func (c Config) Validate() error {
 			bad("allowedOrigins", "%q %s", o, msg)
 		}
 	}
+	if c.Redis.URL != "" {
+		if msg := redisURLProblem(c.Redis.URL); msg != "" {
+			bad("redis.url", "%s", msg)
+		}
+	}
+	if c.NodeID != "" && (len(c.NodeID) > 64 || strings.ContainsFunc(c.NodeID, func(r rune) bool {
+		return !(r == '-' || r == '_' || r == '.' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	})) {
+		bad("nodeId", "%q: 1-64 characters of A-Z a-z 0-9 . _ -", c.NodeID)
+	}
 	if rm.MaxWorkers < 0 {
 		bad("room.maxWorkers", "%d must be >= 0 (0 = all workers)", rm.MaxWorkers)
 	}
@@ -525,6 +550,28 @@ func (c Config) Validate() error {
 		bad("signaling.pongTimeout", "%s must be longer than signaling.pingInterval (%s)", sg.PongTimeout, sg.PingInterval)
 	}
 	return errors.Join(errs...)
+}
+
+// redisURLProblem returns why u is not a Redis URL
+// (redis://[:password@]host:port/db or rediss://…), or "". The password is
+// never echoed.
+func redisURLProblem(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "is not a URL (redis://[:password@]host:port/db)"
+	}
+	if p.Scheme != "redis" && p.Scheme != "rediss" {
+		return fmt.Sprintf("scheme %q: want redis:// or rediss://", p.Scheme)
+	}
+	if p.Host == "" {
+		return "has no host (redis://host:port/db)"
+	}
+	if db := strings.TrimPrefix(p.Path, "/"); db != "" {
+		if n, err := strconv.Atoi(db); err != nil || n < 0 {
+			return fmt.Sprintf("database %q is not a number", db)
+		}
+	}
+	return ""
 }
 
 // originProblem returns why o is not an Origin as browsers send it

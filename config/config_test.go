@@ -132,6 +132,8 @@ func TestEnvNames(t *testing.T) {
 		"MEDIASOUP_SERVER_DRAIN_GRACE",
 		"MEDIASOUP_SERVER_AUTH_SECRET",
 		"MEDIASOUP_SERVER_ALLOWED_ORIGINS",
+		"MEDIASOUP_SERVER_REDIS_URL",
+		"MEDIASOUP_SERVER_NODE_ID",
 	} {
 		if !slices.Contains(names, want) {
 			t.Errorf("EnvNames() lacks %s; got %v", want, names)
@@ -165,7 +167,7 @@ func TestUpperSnake(t *testing.T) {
 // The flag names are a contract; each maps to a key and appears in the sample.
 func TestFlags(t *testing.T) {
 	want := []string{"allowed-origins", "announced-ip", "auth-secret", "drain-grace", "listen", "listen-infos",
-		"listen-ip", "log-level", "router-consumer-budget", "rtc-port", "tls-cert", "tls-key", "web-dir", "worker-bin", "worker-log-level", "workers"}
+		"listen-ip", "log-level", "node-id", "redis", "router-consumer-budget", "rtc-port", "tls-cert", "tls-key", "web-dir", "worker-bin", "worker-log-level", "workers"}
 	var got []string
 	sample := readSample(t)
 	for _, s := range flagSpecs {
@@ -468,6 +470,13 @@ func TestValidate(t *testing.T) {
 		{"count negative", func(c *Config) { c.Worker.Count = -1 }, "worker.count"},
 		{"count too many", func(c *Config) { c.Worker.Count = 65 }, "worker.count"},
 		{"count max ok", func(c *Config) { c.Worker.Count = 64 }, ""},
+		{"redis ok", func(c *Config) { c.Redis.URL = "redis://:pw@127.0.0.1:6379/2" }, ""},
+		{"rediss ok", func(c *Config) { c.Redis.URL = "rediss://redis.example:6380" }, ""},
+		{"redis bad scheme", func(c *Config) { c.Redis.URL = "http://127.0.0.1:6379" }, "redis.url"},
+		{"redis no host", func(c *Config) { c.Redis.URL = "redis:///0" }, "redis.url"},
+		{"redis bad db", func(c *Config) { c.Redis.URL = "redis://h:6379/x" }, "redis.url"},
+		{"node id ok", func(c *Config) { c.NodeID = "node-a.1" }, ""},
+		{"node id bad", func(c *Config) { c.NodeID = "node a" }, "nodeId"},
 		{"rtcPort zero", func(c *Config) { c.Worker.RtcPort = 0 }, "worker.rtcPort"},
 		{"rtcPort too big", func(c *Config) { c.Worker.RtcPort = 70000 }, "worker.rtcPort"},
 		{"rtcPort range overflow", func(c *Config) { c.Worker.Count = 2; c.Worker.RtcPort = 65535 }, "worker.rtcPort"},

@@ -2,10 +2,12 @@ package signaling
 
 import (
 	"cmp"
+	"context"
 	"net/http"
 	"slices"
 	"time"
 
+	"github.com/mediasoup-server/mediasoup-server/cluster"
 	"github.com/mediasoup-server/mediasoup-server/room"
 )
 
@@ -68,4 +70,25 @@ func (h *Handler) writeAdminRooms(w http.ResponseWriter, rooms *room.Manager) {
 	}
 	slices.SortFunc(body.Rooms, func(a, b adminRoom) int { return cmp.Compare(a.ID, b.ID) })
 	writeJSON(w, http.StatusOK, body)
+}
+
+type adminCluster struct {
+	Time  time.Time          `json:"time"`
+	Node  string             `json:"node"` // the node answering
+	Nodes []cluster.NodeInfo `json:"nodes"`
+}
+
+// writeAdminCluster answers GET /admin/cluster: the live nodes (sorted by
+// id) with their load and the rooms each owns; 503 when the registry
+// cannot be read.
+func (h *Handler) writeAdminCluster(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), locateTimeout)
+	defer cancel()
+	nodes, err := h.placement.Nodes(ctx)
+	if err != nil {
+		httpError(w, http.StatusServiceUnavailable, "cluster: "+err.Error())
+		return
+	}
+	slices.SortFunc(nodes, func(a, b cluster.NodeInfo) int { return cmp.Compare(a.ID, b.ID) })
+	writeJSON(w, http.StatusOK, adminCluster{Time: time.Now().UTC(), Node: h.placement.NodeID(), Nodes: nodes})
 }

@@ -35,6 +35,9 @@ func (h *Handler) writeReady(w http.ResponseWriter, opts Options) {
 	if body.Draining {
 		body.Reasons = append(body.Reasons, "draining: the server is shutting down")
 	}
+	if err := h.placement.Ready(); err != nil {
+		body.Reasons = append(body.Reasons, "cluster: "+err.Error())
+	}
 	infos := opts.Workers.Infos()
 	if len(infos) == 0 {
 		body.Reasons = append(body.Reasons, "no workers")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/mediasoup-server/mediasoup-server/cluster"
 	"github.com/mediasoup-server/mediasoup-server/internal/syncutil"
 	"github.com/mediasoup-server/mediasoup-server/room"
 	"github.com/mediasoup-server/mediasoup-server/worker"
@@ -38,14 +39,18 @@ type Options struct {
 	// A refused request gets 401 (403: a valid token that does not grant
 	// it) with a one-line reason, before any upgrade.
 	Auth *Auth
+	// Placement says which node owns a room (cluster mode); nil: one node,
+	// every room here (cluster.Local).
+	Placement cluster.Placement
 }
 
 // Handler is the server's HTTP handler.
 type Handler struct {
 	http.Handler
-	sessions sync.WaitGroup // peer connections not yet fully closed
-	draining atomic.Bool
-	metrics  *metrics
+	sessions  sync.WaitGroup // peer connections not yet fully closed
+	draining  atomic.Bool
+	metrics   *metrics
+	placement cluster.Placement
 }
 
 // Wait blocks until every peer connection has ended and released its peer,
@@ -63,7 +68,10 @@ func NewHandler(opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	h := &Handler{}
+	if opts.Placement == nil {
+		opts.Placement = &cluster.Local{}
+	}
+	h := &Handler{placement: opts.Placement}
 	h.metrics = newMetrics(opts, h.Draining)
 	mux := http.NewServeMux()
 	h.Handler = mux
@@ -80,6 +88,13 @@ func NewHandler(opts Options) *Handler {
 			return
 		}
 		h.writeAdminRooms(w, opts.Rooms)
+	})
+	mux.HandleFunc("GET /admin/cluster", func(w http.ResponseWriter, r *http.Request) {
+		if err := opts.Auth.checkAdmin(r); err != nil {
+			refuse(w, err)
+			return
+		}
+		h.writeAdminCluster(w, r)
 	})
 	var web http.Handler
 	if st, err := os.Stat(opts.WebDir); opts.WebDir != "" && err == nil && st.IsDir() {
@@ -148,6 +163,13 @@ func (h *Handler) guardBroadcasters(next http.Handler, auth *Auth) http.Handler 
 func (h *Handler) acceptPeer(opts Options) AcceptFunc {
 	log := opts.Logger
 	return func(c *Conn, roomID, peerID string, r *http.Request) (Session, error) {
+		owner, err := h.locate(r.Context(), roomID)
+		if err != nil {
+			return nil, err
+		}
+		if !owner.Local {
+			return nil, Errorf(http.StatusServiceUnavailable, "room %q is owned by node %s", roomID, owner.Node)
+		}
 		pc := peerConn{Conn: c, m: h.metrics}
 		// First frame on the socket, before any response (PROTOCOL.md §1).
 		_ = pc.Notify("mediasoup-version", map[string]string{"version": opts.Version})
@@ -164,6 +186,25 @@ func (h *Handler) acceptPeer(opts Options) AcceptFunc {
 			},
 			log: log.With(zap.String("room", roomID), zap.String("peer", peerID))}, nil
 	}
+}
+
+// locateTimeout bounds the question "who owns room R?" (a Redis round trip
+// or two in cluster mode).
+const locateTimeout = 3 * time.Second
+
+// locate asks the placement which node owns roomID; a placement that cannot
+// answer is a 503 with its reason.
+func (h *Handler) locate(ctx context.Context, roomID string) (cluster.Owner, error) {
+	if err := h.placement.Ready(); err != nil {
+		return cluster.Owner{}, Errorf(http.StatusServiceUnavailable, "cannot place peers: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, locateTimeout)
+	defer cancel()
+	owner, err := h.placement.Locate(ctx, roomID)
+	if err != nil {
+		return cluster.Owner{}, Errorf(http.StatusServiceUnavailable, "cannot place room %q: %v", roomID, err)
+	}
+	return owner, nil
 }
 
 type healthWorker struct {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/mediasoup-server/mediasoup-server/client"
+	"github.com/mediasoup-server/mediasoup-server/cluster"
 	"github.com/mediasoup-server/mediasoup-server/internal/testserver"
 	"github.com/mediasoup-server/mediasoup-server/internal/testutil"
 	"github.com/mediasoup-server/mediasoup-server/room"
@@ -689,5 +690,37 @@ func TestAdminRoomsListsEveryRouterOfASpreadRoom(t *testing.T) {
 	if len(rts) != 2 || rts[0].WorkerIndex == rts[1].WorkerIndex ||
 		rts[0].WorkerPid != pids[rts[0].WorkerIndex] || rts[1].WorkerPid != pids[rts[1].WorkerIndex] {
 		t.Fatalf("routers %+v, workers %v", rts, pids)
+	}
+}
+
+// One node (no Redis): /admin/cluster lists this node alone, with the
+// rooms it holds.
+func TestAdminClusterOneNode(t *testing.T) {
+	var rooms *room.Manager
+	s := newOpsServer(t, 1, func(o *signaling.Options) {
+		rooms = o.Rooms
+		o.Placement = &cluster.Local{ID: "solo", Stats: func() (cluster.Load, []string) {
+			var ids []string
+			for _, r := range rooms.Rooms() {
+				ids = append(ids, r.ID())
+			}
+			return cluster.Load{Rooms: len(ids), WorkersAlive: 1}, ids
+		}}
+	})
+	s.mustDial("gamma", "a").joinWithTransports("A")
+	code, body := s.get("/admin/cluster")
+	if code != http.StatusOK {
+		t.Fatalf("/admin/cluster = %d %s", code, body)
+	}
+	var v struct {
+		Node  string
+		Nodes []cluster.NodeInfo
+	}
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Node != "solo" || len(v.Nodes) != 1 || v.Nodes[0].ID != "solo" || len(v.Nodes[0].Rooms) != 1 ||
+		v.Nodes[0].Rooms[0] != "gamma" || v.Nodes[0].Load.Rooms != 1 {
+		t.Fatalf("/admin/cluster: %s", body)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mediasoup-server/mediasoup-server/cluster"
 	"github.com/mediasoup-server/mediasoup-server/config"
 	"github.com/mediasoup-server/mediasoup-server/room"
 	"github.com/mediasoup-server/mediasoup-server/signaling"
@@ -63,6 +64,11 @@ func serve(cfg config.Config, log *zap.Logger) error {
 		PlainAnnouncedAddress: listen[0].AnnouncedAddress,
 		Logger:                log.Named("room"),
 	})
+	nodeID := cfg.NodeID
+	if nodeID == "" {
+		nodeID = defaultNodeID()
+	}
+	var placement cluster.Placement = &cluster.Local{ID: nodeID, Stats: nodeStats(rooms, pool)}
 	limits := signaling.DefaultLimits()
 	limits.MaxFrameBytes = int64(sg.MaxFrameBytes)
 	limits.RequestRate = float64(sg.RequestsPerSecond)
@@ -74,13 +80,14 @@ func serve(cfg config.Config, log *zap.Logger) error {
 	limits.ServerRequestTimeout = sg.ServerRequestTimeout.D()
 	limits.CheckOrigin = signaling.AllowOrigins(cfg.AllowedOrigins)
 	handler := signaling.NewHandler(signaling.Options{
-		Workers: pool,
-		Rooms:   rooms,
-		Limits:  limits,
-		Logger:  log.Named("signaling"),
-		Version: worker.Version,
-		WebDir:  cfg.WebDir,
-		Auth:    signaling.NewAuth(cfg.AuthSecret),
+		Workers:   pool,
+		Rooms:     rooms,
+		Limits:    limits,
+		Logger:    log.Named("signaling"),
+		Version:   worker.Version,
+		WebDir:    cfg.WebDir,
+		Auth:      signaling.NewAuth(cfg.AuthSecret),
+		Placement: placement,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
