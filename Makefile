@@ -31,9 +31,10 @@ phase = @echo "=== make: $(1) [$$(( $$(date +%s) - $(MAKE_START) )) s] ==="
 # the bundle in web/dist is build output.
 WEB_DIR     := web
 WEB_MODULES := $(WEB_DIR)/node_modules/.package-lock.json
-# Debian packages the tests need: the browser test (web/browser_test.go) and
-# the broadcaster test, which runs ffmpeg as the demo's broadcasters/ffmpeg.sh.
-TEST_APT_PACKAGES := chromium chromium-driver ffmpeg
+# Debian packages the tests need: the browser test (web/browser_test.go), the
+# broadcaster test, which runs ffmpeg as the demo's broadcasters/ffmpeg.sh, and
+# the cluster tests, which start their own redis-server each.
+TEST_APT_PACKAGES := chromium chromium-driver ffmpeg redis-server
 
 .PHONY: run test worker worker-check build lint test-go deps clean web fuzz
 

@@ -125,6 +125,9 @@ func newMetrics(opts Options, draining func() bool) *metrics {
 	if opts.Rooms != nil {
 		m.reg.MustRegister(&roomsCollector{rooms: opts.Rooms})
 	}
+	if c, ok := opts.Placement.(interface{ Collectors() []prometheus.Collector }); ok {
+		m.reg.MustRegister(c.Collectors()...)
+	}
 	return m
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -55,4 +56,13 @@ func nodeStats(rooms *room.Manager, pool *worker.Pool) cluster.Stats {
 		sort.Strings(ids)
 		return l, ids
 	}
+}
+
+// redactURL hides a Redis URL's password for the log.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return p.Redacted()
 }

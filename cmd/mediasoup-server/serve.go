@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -69,6 +70,26 @@ func serve(cfg config.Config, log *zap.Logger) error {
 		nodeID = defaultNodeID()
 	}
 	var placement cluster.Placement = &cluster.Local{ID: nodeID, Stats: nodeStats(rooms, pool)}
+	var handlerp atomic.Pointer[signaling.Handler] // set once the handler exists
+	if cfg.Redis.URL != "" {
+		node, err := cluster.NewRedis(cluster.RedisOptions{
+			URL: cfg.Redis.URL, NodeID: nodeID, Stats: nodeStats(rooms, pool),
+			Draining: func() bool { h := handlerp.Load(); return h != nil && h.Draining() },
+			OnLost: func(id string) {
+				if r := rooms.Room(id); r != nil {
+					r.Close(room.CloseWorkerDied, "room moved to another node")
+				}
+			},
+			Logger: log.Named("cluster"),
+		})
+		if err != nil {
+			return err
+		}
+		// Closed after the rooms and their peers (deferred: before pool.Close).
+		defer node.Close()
+		placement = node
+		log.Info("cluster mode: rooms shared through redis", zap.String("node", nodeID), zap.String("redis", redactURL(cfg.Redis.URL)))
+	}
 	limits := signaling.DefaultLimits()
 	limits.MaxFrameBytes = int64(sg.MaxFrameBytes)
 	limits.RequestRate = float64(sg.RequestsPerSecond)
@@ -89,6 +110,7 @@ func serve(cfg config.Config, log *zap.Logger) error {
 		Auth:      signaling.NewAuth(cfg.AuthSecret),
 		Placement: placement,
 	})
+	handlerp.Store(handler)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
