@@ -272,6 +272,18 @@ func (r *Redis) candidates() []string {
 	return out
 }
 
+// LiveNodes is the view of the last heartbeat: the live nodes (this one
+// included once registered), with the load each reported.
+func (r *Redis) LiveNodes() []NodeInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]NodeInfo, 0, len(r.live))
+	for _, n := range r.live {
+		out = append(out, n)
+	}
+	return out
+}
+
 // Nodes lists the live nodes as the registry has them now.
 func (r *Redis) Nodes(ctx context.Context) ([]NodeInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.CommandTimeout)

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+	"github.com/mediasoup-server/mediasoup-server/cluster"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 )
@@ -191,7 +192,13 @@ type Conn struct {
 	nextID  uint64
 
 	limiter   *rate.Limiter
-	malformed int // reader goroutine only
+	malformed int // reader goroutine only (the relay's, for a relayed connection)
+
+	// Cluster mode (relay.go). pipe (edge): the client's frames go to the
+	// owner unparsed; link (owner): the connection's frames travel over the
+	// relay, not a WebSocket (ws is nil).
+	pipe func(binary bool, b []byte)
+	link cluster.Link
 }
 
 // RoomID returns the roomId of the connection URL.
@@ -560,49 +567,61 @@ func (c *Conn) readLoop() {
 		default:
 		}
 		extend()
-		if mt != websocket.TextMessage {
-			c.badFrame("binary frame", b)
+		if c.pipe != nil {
+			c.pipe(mt != websocket.TextMessage, b) // to the owner, unparsed
 			continue
 		}
-		m, err := ParseMessage(b)
-		if err != nil {
-			c.badFrame(err.Error(), b)
-			continue
+		c.handleFrame(mt != websocket.TextMessage, b)
+	}
+}
+
+// handleFrame handles one frame from the client: a request or notification
+// is queued for the dispatcher (or answered 429), a response wakes its
+// Request. It never blocks. Called in frame order by one goroutine: the
+// reader, or for a relayed connection the relay's.
+func (c *Conn) handleFrame(binary bool, b []byte) {
+	if binary {
+		c.badFrame("binary frame", b)
+		return
+	}
+	m, err := ParseMessage(b)
+	if err != nil {
+		c.badFrame(err.Error(), b)
+		return
+	}
+	switch m.Kind {
+	case KindRequest:
+		if !c.limiter.Allow() {
+			c.log.Debug("request rate limited", zap.String("method", m.Method))
+			_ = c.enqueue(EncodeResponseError(m.ID, http.StatusTooManyRequests, "rate limited"))
+			return
 		}
-		switch m.Kind {
-		case KindRequest:
-			if !c.limiter.Allow() {
-				c.log.Debug("request rate limited", zap.String("method", m.Method))
-				_ = c.enqueue(EncodeResponseError(m.ID, http.StatusTooManyRequests, "rate limited"))
-				continue
-			}
-			select {
-			case c.requests <- m:
-			default:
-				c.log.Debug("request queue full", zap.String("method", m.Method))
-				_ = c.enqueue(EncodeResponseError(m.ID, http.StatusTooManyRequests, "too many pending requests"))
-			}
-		case KindNotification:
-			if !c.limiter.Allow() {
-				c.log.Debug("notification rate limited, dropped", zap.String("method", m.Method))
-				continue
-			}
-			select {
-			case c.requests <- m:
-			default:
-				c.log.Debug("request queue full, notification dropped", zap.String("method", m.Method))
-			}
-		case KindResponse:
-			c.mu.Lock()
-			ch := c.pending[m.ID]
-			delete(c.pending, m.ID)
-			c.mu.Unlock()
-			if ch == nil {
-				c.log.Debug("response to no pending request", zap.Uint64("id", m.ID))
-				continue
-			}
-			ch <- m // buffered, only sender
+		select {
+		case c.requests <- m:
+		default:
+			c.log.Debug("request queue full", zap.String("method", m.Method))
+			_ = c.enqueue(EncodeResponseError(m.ID, http.StatusTooManyRequests, "too many pending requests"))
 		}
+	case KindNotification:
+		if !c.limiter.Allow() {
+			c.log.Debug("notification rate limited, dropped", zap.String("method", m.Method))
+			return
+		}
+		select {
+		case c.requests <- m:
+		default:
+			c.log.Debug("request queue full, notification dropped", zap.String("method", m.Method))
+		}
+	case KindResponse:
+		c.mu.Lock()
+		ch := c.pending[m.ID]
+		delete(c.pending, m.ID)
+		c.mu.Unlock()
+		if ch == nil {
+			c.log.Debug("response to no pending request", zap.Uint64("id", m.ID))
+			return
+		}
+		ch <- m // buffered, only sender
 	}
 }
 
@@ -822,7 +841,7 @@ loop:
 // finish runs once both the reader and the writer are gone: it waits for
 // the handler, fails what is pending and tells the Session.
 func (c *Conn) finish() {
-	if c.ws != nil {
+	if c.ws != nil || c.link != nil {
 		<-c.dispatcherDone
 	}
 	c.mu.Lock()

@@ -51,6 +51,7 @@ type Handler struct {
 	draining  atomic.Bool
 	metrics   *metrics
 	placement cluster.Placement
+	relayed   relayedConns // edge: connections relayed to other nodes
 }
 
 // Wait blocks until every peer connection has ended and released its peer,
@@ -109,7 +110,11 @@ func NewHandler(opts Options) *Handler {
 		bmux := http.NewServeMux()
 		mountBroadcasters(bmux, opts)
 		mux.Handle("/rooms/", h.guardBroadcasters(bmux, opts.Auth))
-		ws = NewWebSocketHandler(h.acceptPeer(opts), opts.Limits, opts.Logger)
+		wsh := NewWebSocketHandler(h.acceptPeer(opts), opts.Limits, opts.Logger).(*wsHandler)
+		if rl := opts.Placement.Relay(); rl != nil {
+			rl.Serve(h.serveRelayed(wsh, opts))
+		}
+		ws = wsh
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// A page load with ?roomId= gets the web client; an upgrade (or, with no web
@@ -159,33 +164,40 @@ func (h *Handler) guardBroadcasters(next http.Handler, auth *Auth) http.Handler 
 	})
 }
 
-// acceptPeer admits a connecting peer into its room.
+// acceptPeer admits a connecting peer: into its room here, or relayed to
+// the node that owns the room.
 func (h *Handler) acceptPeer(opts Options) AcceptFunc {
-	log := opts.Logger
 	return func(c *Conn, roomID, peerID string, r *http.Request) (Session, error) {
 		owner, err := h.locate(r.Context(), roomID)
 		if err != nil {
 			return nil, err
 		}
 		if !owner.Local {
-			return nil, Errorf(http.StatusServiceUnavailable, "room %q is owned by node %s", roomID, owner.Node)
+			return h.relayPeer(r.Context(), c, owner.Node)
 		}
-		pc := peerConn{Conn: c, m: h.metrics}
-		// First frame on the socket, before any response (PROTOCOL.md §1).
-		_ = pc.Notify("mediasoup-version", map[string]string{"version": opts.Version})
-		p, err := opts.Rooms.Connect(r.Context(), roomID, peerID, pc)
-		if err != nil {
-			return nil, err
-		}
-		h.sessions.Add(1)
-		h.metrics.connOpened()
-		return &session{conn: c, pc: pc, rooms: opts.Rooms, peer: p, draining: h.Draining, metrics: h.metrics,
-			release: func() {
-				h.metrics.connClosed()
-				h.sessions.Done()
-			},
-			log: log.With(zap.String("room", roomID), zap.String("peer", peerID))}, nil
+		return h.admitLocal(r.Context(), c, opts)
 	}
+}
+
+// admitLocal admits a peer (its connection local or relayed) into its room
+// on this node.
+func (h *Handler) admitLocal(ctx context.Context, c *Conn, opts Options) (Session, error) {
+	roomID, peerID := c.roomID, c.peerID
+	pc := peerConn{Conn: c, m: h.metrics}
+	// First frame on the socket, before any response (PROTOCOL.md §1).
+	_ = pc.Notify("mediasoup-version", map[string]string{"version": opts.Version})
+	p, err := opts.Rooms.Connect(ctx, roomID, peerID, pc)
+	if err != nil {
+		return nil, err
+	}
+	h.sessions.Add(1)
+	h.metrics.connOpened()
+	return &session{conn: c, pc: pc, rooms: opts.Rooms, peer: p, draining: h.Draining, metrics: h.metrics,
+		release: func() {
+			h.metrics.connClosed()
+			h.sessions.Done()
+		},
+		log: opts.Logger.With(zap.String("room", roomID), zap.String("peer", peerID))}, nil
 }
 
 // locateTimeout bounds the question "who owns room R?" (a Redis round trip

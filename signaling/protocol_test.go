@@ -41,6 +41,9 @@ const settle = 30 * time.Second
 
 func newEnv(t *testing.T, workers int, mod ...func(*room.Options, *signaling.Limits)) *env {
 	t.Helper()
+	if _, ok := throughRelay.Load(t); ok {
+		return newRelayEnv(t, workers, mod...)
+	}
 	log := zaptest.NewLogger(t)
 	pool := testserver.Pool(t, workers, log)
 	ropts := room.Options{Logger: log.Named("room"), ServerRequestTimeout: settle}

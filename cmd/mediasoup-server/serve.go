@@ -164,6 +164,9 @@ func serve(cfg config.Config, log *zap.Logger) error {
 	// Peers are told not to reconnect (4000); no worker closes while a
 	// request to it is still in flight (pool.Close runs last, deferred).
 	rooms.CloseAll(room.CloseKicked, "server shutting down")
+	// Peers relayed to rooms on other nodes: those rooms live on, so the
+	// clients may reconnect (through another node).
+	handler.CloseRelayed(room.CloseWorkerDied, "node shutting down: reconnect")
 	if err := handler.Wait(ctx); err != nil {
 		log.Warn("peer connections still open at exit", zap.Error(err))
 	}

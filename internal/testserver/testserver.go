@@ -44,6 +44,7 @@ func Serve(t testing.TB, pool *worker.Pool, rooms *room.Manager, h *signaling.Ha
 	t.Cleanup(func() {
 		srv.Close()
 		rooms.CloseAll(room.CloseKicked, "test over")
+		h.CloseRelayed(room.CloseKicked, "test over")
 		// Generous: only work that never ends crosses it.
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
