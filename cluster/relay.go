@@ -107,7 +107,7 @@ func (rl *relay) ready() error {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	if !rl.subscribed {
-		return &Unavailable{Why: fmt.Sprintf("relay not subscribed to redis: %v", rl.subErr)}
+		return &Unavailable{Why: fmt.Sprintf("redis unreachable (the relay's subscription: %v): new peers are refused until it is back", rl.subErr)}
 	}
 	return nil
 }

@@ -125,10 +125,13 @@ func ProcessAlive(pid int) bool {
 
 // WorkerChildren lists the pids of mediasoup-worker processes whose parent is
 // this process (Linux /proc).
-func WorkerChildren() []int {
+func WorkerChildren() []int { return WorkerChildrenOf(os.Getpid()) }
+
+// WorkerChildrenOf lists the mediasoup-worker processes whose parent is
+// the process me (a server run as a child process).
+func WorkerChildrenOf(me int) []int {
 	entries, _ := os.ReadDir("/proc")
 	var out []int
-	me := os.Getpid()
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
