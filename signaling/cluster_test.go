@@ -91,6 +91,11 @@ func TestProtocolThroughRelay(t *testing.T) {
 		{"ConcurrentFirstPeersShareOneRoom", TestConcurrentFirstPeersShareOneRoom},
 		{"PerPeerAndPerRoomLimits", TestPerPeerAndPerRoomLimits},
 		{"WorkerDeathClosesOnlyItsRoomsAndPeersReconnect", TestWorkerDeathClosesOnlyItsRoomsAndPeersReconnect},
+		// The broadcaster HTTP API, relayed request by request.
+		{"BroadcasterPlainRtpEndToEnd", TestBroadcasterPlainRtpEndToEnd},
+		{"BroadcasterConsumesPeerProducer", TestBroadcasterConsumesPeerProducer},
+		{"BroadcasterDeleteClosesEverything", TestBroadcasterDeleteClosesEverything},
+		{"BroadcasterErrors", TestBroadcasterErrors},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			throughRelay.Store(t, true)

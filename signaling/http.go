@@ -109,10 +109,20 @@ func NewHandler(opts Options) *Handler {
 		// and drain wrap the whole /rooms/ subtree.
 		bmux := http.NewServeMux()
 		mountBroadcasters(bmux, opts)
-		mux.Handle("/rooms/", h.guardBroadcasters(bmux, opts.Auth))
+		mux.Handle("/rooms/", h.guardBroadcasters(h.routeBroadcasters(bmux), opts.Auth))
 		wsh := NewWebSocketHandler(h.acceptPeer(opts), opts.Limits, opts.Logger).(*wsHandler)
 		if rl := opts.Placement.Relay(); rl != nil {
-			rl.Serve(h.serveRelayed(wsh, opts))
+			ws := h.serveRelayed(wsh, opts)
+			// Relayed broadcaster requests: the edge checked the token; the
+			// drain check applies here too.
+			routes := h.guardBroadcasters(bmux, nil)
+			rl.Serve(func(l cluster.Link, o cluster.Open) {
+				if o.Kind == "http" && validID(o.Room) {
+					h.serveRelayedHTTP(l, o, routes, opts.Logger)
+					return
+				}
+				ws(l, o)
+			})
 		}
 		ws = wsh
 	}
