@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/mediasoup-server/mediasoup-server/internal/testredis"
 	"github.com/mediasoup-server/mediasoup-server/room"
 	"github.com/mediasoup-server/mediasoup-server/signaling"
+	"github.com/redis/go-redis/v9"
 )
 
 // throughRelay marks the tests (by their *testing.T) whose newEnv is a
@@ -248,5 +250,109 @@ func note(t *testing.T, p *client.Peer, method, key, value string) {
 		return json.Unmarshal(d, &m) == nil && m[key] == value
 	}); err != nil {
 		t.Fatalf("%s: no %s with %s=%s: %v", p.ID(), method, key, value, err)
+	}
+}
+
+// TestClusterFigures measures, and only logs, what BENCHMARKS.md reports
+// for cluster mode: request RTT direct vs through a relaying node at the
+// same load, join time direct vs relayed, and the Redis commands a join
+// costs. It asserts behaviour only (every request answered).
+func TestClusterFigures(t *testing.T) {
+	srv := testredis.Start(t)
+	unlimited := func(l *signaling.Limits) { l.RequestRate = -1 }
+	a := testcluster.Start(t, srv.URL(), "owner", testcluster.Options{Limits: unlimited})
+	b := testcluster.Start(t, srv.URL(), "edge", testcluster.Options{Limits: unlimited})
+	b.Heavy.Store(true)
+	testcluster.WaitSeeing(t, a, b)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// Joins (signaling only: capabilities, two transports, join).
+	joinOnce := func(url, roomID, peerID string) (time.Duration, *client.Peer) {
+		start := time.Now()
+		p, err := client.Join(ctx, url, roomID, peerID, client.JoinOptions{Produce: true, Consume: true})
+		if err != nil {
+			t.Fatalf("join %s via %s: %v", peerID, url, err)
+		}
+		return time.Since(start), p
+	}
+	// Warm up (scripts loaded, rooms exist).
+	_, w1 := joinOnce(a.URL, "fig", "warm-a")
+	_, w2 := joinOnce(b.URL, "fig", "warm-b")
+	defer w1.Close()
+	defer w2.Close()
+	const joins = 10
+	cmds := func() map[string]int64 {
+		out := map[string]int64{}
+		info, err := rc.Info(ctx, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`cmdstat_(\w+):calls=(\d+)`).FindAllStringSubmatch(info, -1) {
+			n, _ := strconv.ParseInt(m[2], 10, 64)
+			out[m[1]] = n
+		}
+		return out
+	}
+	for _, via := range []struct {
+		name string
+		url  string
+	}{{"direct (owner)", a.URL}, {"relayed (edge)", b.URL}} {
+		var times []time.Duration
+		before := cmds()
+		for i := range joins {
+			d, p := joinOnce(via.url, "fig", fmt.Sprintf("j%d", i))
+			times = append(times, d)
+			p.Close()
+		}
+		after := cmds()
+		slices.Sort(times)
+		t.Logf("join %s: p50 %v, max %v over %d; redis per join: %.1f EVALSHA (placement), %.1f PUBLISH (relay messages, join and leave)",
+			via.name, times[len(times)/2].Round(100*time.Microsecond), times[len(times)-1].Round(100*time.Microsecond), joins,
+			float64(after["evalsha"]-before["evalsha"])/joins, float64(after["publish"]-before["publish"])/joins)
+	}
+
+	// Request RTT at the same load: 4 connections, each 200 requests in a
+	// row; a first round warms up (connection pools, buffers) unlogged.
+	for round, method := range []string{"getRouterRtpCapabilities", "getRouterRtpCapabilities", "getTransportStats"} {
+		for _, via := range []struct {
+			name string
+			url  string
+		}{{"relayed", b.URL}, {"direct", a.URL}} {
+			var mu sync.Mutex
+			var rtts []time.Duration
+			var wg sync.WaitGroup
+			for c := range 4 {
+				_, p := joinOnce(via.url, "rtt", fmt.Sprintf("%s-%d-%d", via.name, round, c))
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer p.Close()
+					data := map[string]string{"transportId": p.SendTransportID()}
+					for range 200 {
+						start := time.Now()
+						if _, err := p.Conn().RequestRaw(ctx, method, data); err != nil {
+							t.Errorf("%s: %v", method, err)
+							return
+						}
+						mu.Lock()
+						rtts = append(rtts, time.Since(start))
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			slices.Sort(rtts)
+			if len(rtts) == 0 {
+				t.Fatal("no request answered")
+			}
+			if round == 0 {
+				continue
+			}
+			t.Logf("%s %s: p50 %v, p99 %v (%d requests, 4 connections)", method, via.name,
+				rtts[len(rtts)/2].Round(10*time.Microsecond), rtts[len(rtts)*99/100].Round(10*time.Microsecond), len(rtts))
+		}
 	}
 }
