@@ -270,7 +270,7 @@ func buildServer(t *testing.T, root string) string {
 
 // startServer runs the server on loopback with one worker; the cleanup stops
 // it (SIGTERM, then SIGKILL) and fails the test on a data race in its output.
-func startServer(t *testing.T, root, dist, bin, workerBin string) *server {
+func startServer(t *testing.T, root, dist, bin, workerBin string, extra ...string) *server {
 	t.Helper()
 	srv := &server{}
 	port := testutil.FreePorts(t, 2) // HTTP on port, the worker's WebRtcServer on port+1
@@ -285,6 +285,7 @@ func startServer(t *testing.T, root, dist, bin, workerBin string) *server {
 		"-worker-bin", workerBin,
 		"-log-level", "info",
 	)
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Dir = root
 	logs := &testutil.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
