@@ -53,7 +53,7 @@ func startNode(t *testing.T, opts RedisOptions) *Redis {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Close)
-	testutil.Eventually(t, 10*time.Second, func() bool { return n.Ready() == nil }, "node %s never ready", opts.NodeID)
+	testutil.Eventually(t, 30*time.Second, func() bool { return n.Ready() == nil }, "node %s never ready", opts.NodeID)
 	return n
 }
 
@@ -69,7 +69,7 @@ func probe(t *testing.T, srv *testredis.Server) *redis.Client {
 
 func locate(t *testing.T, n *Redis, room string) Owner {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	o, err := n.Locate(ctx, room)
 	if err != nil {
@@ -88,7 +88,7 @@ func TestPlacementLeastLoadedAndStable(t *testing.T) {
 	fb.set(Load{Peers: 1, WorkersAlive: 1})
 	a := startNode(t, fast(srv.URL(), "a", fa, t))
 	b := startNode(t, fast(srv.URL(), "b", fb, t))
-	testutil.Eventually(t, 5*time.Second, func() bool { return len(a.candidates()) == 2 }, "a does not see b")
+	testutil.Eventually(t, 30*time.Second, func() bool { return len(a.candidates()) == 2 }, "a does not see b")
 
 	// a is asked, b is less loaded: b owns it, for everyone.
 	if o := locate(t, a, "r1"); o.Node != "b" || o.Local {
@@ -99,7 +99,7 @@ func TestPlacementLeastLoadedAndStable(t *testing.T) {
 	}
 	// Loads change: the owner of r1 does not.
 	fb.set(Load{Peers: 100, WorkersAlive: 1})
-	testutil.Eventually(t, 5*time.Second, func() bool { return a.candidates()[0] == "a" }, "a never saw b's load")
+	testutil.Eventually(t, 30*time.Second, func() bool { return a.candidates()[0] == "a" }, "a never saw b's load")
 	if o := locate(t, a, "r1"); o.Node != "b" {
 		t.Fatalf("r1 moved to %+v", o)
 	}
@@ -110,7 +110,7 @@ func TestPlacementLeastLoadedAndStable(t *testing.T) {
 	fa.mu.Lock()
 	fa.draining = true
 	fa.mu.Unlock()
-	testutil.Eventually(t, 5*time.Second, func() bool { return slices.Equal(b.candidates(), []string{"b"}) }, "b never saw a draining")
+	testutil.Eventually(t, 30*time.Second, func() bool { return slices.Equal(b.candidates(), []string{"b"}) }, "b never saw a draining")
 	if o := locate(t, a, "r3"); o.Node != "b" {
 		t.Fatalf("r3 owned by %+v, want b (a drains)", o)
 	}
@@ -143,7 +143,7 @@ func TestLeaseRenewReleaseAndConflict(t *testing.T) {
 	}
 	// The room closes: the lease goes with the next heartbeat.
 	fa.set(Load{WorkersAlive: 1})
-	testutil.Eventually(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		return rc.Exists(context.Background(), "mediasoup:room:r").Val() == 0
 	}, "lease kept after the room closed")
 	// b holds a lease on a room a also has: a reports it lost.
@@ -156,7 +156,7 @@ func TestLeaseRenewReleaseAndConflict(t *testing.T) {
 		if id != "dup" {
 			t.Fatalf("lost %q", id)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("a never reported the duplicate room")
 	}
 }
@@ -176,7 +176,7 @@ func TestOwnerLostRoomClaimable(t *testing.T) {
 	fa.set(Load{Rooms: 1, WorkersAlive: 1}, "r")
 	a.crash()
 	start := time.Now()
-	testutil.Eventually(t, 10*time.Second, func() bool { return locate(t, b, "r").Node == "b" }, "r never moved to b")
+	testutil.Eventually(t, 30*time.Second, func() bool { return locate(t, b, "r").Node == "b" }, "r never moved to b")
 	t.Logf("room claimable %v after its owner stopped (heartbeat TTL 600ms)", time.Since(start).Round(10*time.Millisecond))
 }
 
@@ -190,16 +190,16 @@ func TestRedisRestartReadiness(t *testing.T) {
 	fa.set(Load{Rooms: 1, WorkersAlive: 1}, "kept")
 	a := startNode(t, fast(srv.URL(), "a", fa, t))
 	srv.Stop()
-	testutil.Eventually(t, 10*time.Second, func() bool { return a.Ready() != nil }, "still ready without redis")
+	testutil.Eventually(t, 30*time.Second, func() bool { return a.Ready() != nil }, "still ready without redis")
 	t.Logf("not ready: %v", a.Ready())
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := a.Locate(ctx, "x"); err == nil {
 		t.Fatal("placed a room without redis")
 	}
 	srv.Start()
-	testutil.Eventually(t, 15*time.Second, func() bool { return a.Ready() == nil }, "not ready after redis came back")
-	testutil.Eventually(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool { return a.Ready() == nil }, "not ready after redis came back")
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		return rc.Get(context.Background(), "mediasoup:room:kept").Val() == "a"
 	}, "lease of the room held here not restored")
 }

@@ -164,11 +164,11 @@ func TestSameRoomThroughBothNodes(t *testing.T) {
 		}
 		for _, id := range []string{audio.ID(), video.ID()} {
 			c := waitConsumerOf(t, to, id)
-			waitUntil(t, 10*time.Second, func() bool { return c.Stats().Packets >= 20 },
+			waitUntil(t, 30*time.Second, func() bool { return c.Stats().Packets >= 20 },
 				"%s: too few %s packets from %s", to.ID(), c.Kind(), from.ID())
 		}
-		waitUntil(t, 10*time.Second, func() bool { return len(to.DataConsumers()) >= 1 }, "%s: no data consumer", to.ID())
-		waitUntil(t, 10*time.Second, func() bool {
+		waitUntil(t, 30*time.Second, func() bool { return len(to.DataConsumers()) >= 1 }, "%s: no data consumer", to.ID())
+		waitUntil(t, 30*time.Second, func() bool {
 			_ = dp.SendText("hello from " + from.ID())
 			mu.Lock()
 			defer mu.Unlock()
@@ -209,7 +209,7 @@ func TestSameRoomThroughBothNodes(t *testing.T) {
 	// and the owner forget the link.
 	pb.Close()
 	note(t, pa, "peerClosed", "peerId", "pb")
-	waitUntil(t, 5*time.Second, func() bool {
+	waitUntil(t, 30*time.Second, func() bool {
 		return metricValue(t, a.URL, `mediasoup_server_relayed_connections{side="owner"}`) == 0 &&
 			metricValue(t, b.URL, `mediasoup_server_relayed_connections{side="edge"}`) == 0
 	}, "relayed connections left")
@@ -229,7 +229,7 @@ func waitUntil(t *testing.T, timeout time.Duration, cond func() bool, msg string
 func waitConsumerOf(t *testing.T, p *client.Peer, producerID string) *client.Consumer {
 	t.Helper()
 	var found *client.Consumer
-	waitUntil(t, 10*time.Second, func() bool {
+	waitUntil(t, 30*time.Second, func() bool {
 		for _, c := range p.Consumers() {
 			if c.ProducerID() == producerID {
 				found = c
@@ -243,7 +243,7 @@ func waitConsumerOf(t *testing.T, p *client.Peer, producerID string) *client.Con
 
 func note(t *testing.T, p *client.Peer, method, key, value string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
 	if _, err := p.Conn().WaitNotification(ctx, method, func(d json.RawMessage) bool {
 		var m map[string]any

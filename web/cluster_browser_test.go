@@ -37,10 +37,10 @@ func TestBrowserTwoNodesOneRoom(t *testing.T) {
 	na := startServer(t, root, dist, serverBin, workerBin, "-redis", redis.URL(), "-node-id", "node-a")
 	nb := startServer(t, root, dist, serverBin, workerBin, "-redis", redis.URL(), "-node-id", "node-b")
 	for _, n := range []*server{na, nb} {
-		testutil.Eventually(t, 20*time.Second, func() bool { return status(n.base+"/readyz") == http.StatusOK }, "%s not ready", n.base)
+		testutil.Eventually(t, 30*time.Second, func() bool { return status(n.base+"/readyz") == http.StatusOK }, "%s not ready", n.base)
 	}
 	// Both nodes registered.
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		return strings.Count(body(nb.base+"/admin/cluster"), `"id": "node-`) == 2
 	}, "the nodes do not see each other")
 

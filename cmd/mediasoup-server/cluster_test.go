@@ -28,7 +28,7 @@ import (
 
 func joinPeer(t *testing.T, base, roomID, peerID string) *client.Peer {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	p, err := client.Join(ctx, base, roomID, peerID, client.JoinOptions{Produce: true, Consume: true})
 	if err != nil {
@@ -42,7 +42,7 @@ func joinPeer(t *testing.T, base, roomID, peerID string) *client.Peer {
 // of it.
 func audioFlows(t *testing.T, from, to *client.Peer, n uint64) *client.Producer {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pr, err := from.ProduceAudio(ctx, client.AudioOptions{})
 	if err != nil {
@@ -55,7 +55,7 @@ func audioFlows(t *testing.T, from, to *client.Peer, n uint64) *client.Producer 
 func waitPackets(t *testing.T, to *client.Peer, producerID string, n uint64) {
 	t.Helper()
 	var c *client.Consumer
-	testutil.Eventually(t, 20*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		for _, x := range to.Consumers() {
 			if x.ProducerID() == producerID {
 				c = x
@@ -78,7 +78,7 @@ func packetsOf(to *client.Peer, producerID string) uint64 {
 func startNodeProcess(t *testing.T, redisURL, id string) (*server, string) {
 	t.Helper()
 	s, base, _ := startOne(t, nil, "http", "-redis", redisURL, "-node-id", id, "-drain-grace", "0s")
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {
 			return false
@@ -91,7 +91,7 @@ func startNodeProcess(t *testing.T, redisURL, id string) (*server, string) {
 
 func seeEachOther(t *testing.T, n *testcluster.Node, others int) {
 	t.Helper()
-	testutil.Eventually(t, 10*time.Second, func() bool { return len(n.Cluster.LiveNodes()) == others+1 }, "%s does not see the others", n.ID)
+	testutil.Eventually(t, 30*time.Second, func() bool { return len(n.Cluster.LiveNodes()) == others+1 }, "%s does not see the others", n.ID)
 }
 
 // The owner of a room is killed: its peers relayed through the survivor
@@ -135,7 +135,7 @@ func TestKillOwnerNode(t *testing.T) {
 	working := time.Since(killed)
 	t.Logf("owner killed: its relayed peer told (4500) after %v; room working again on the survivor after %v (heartbeat 1 s, expiry 5 s)",
 		told.Round(10*time.Millisecond), working.Round(10*time.Millisecond))
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		for _, pid := range workers {
 			if testutil.ProcessAlive(pid) {
 				return false
@@ -169,7 +169,7 @@ func TestKillRelayingNode(t *testing.T) {
 		t.Fatalf("no peerClosed for the dead edge's peer: %v", err)
 	}
 	t.Logf("relaying node killed: the owner freed its peer after %v", time.Since(killed).Round(10*time.Millisecond))
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		r := own.Rooms.Room("k")
 		return r != nil && len(r.Peers()) == 1 && metric(t, own.URL, `mediasoup_server_relayed_connections{side="owner"}`) == 0
 	}, "the owner kept the dead edge's peer")
@@ -199,7 +199,7 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 	srv.Stop()
 	down := time.Now()
 	for _, n := range []*testcluster.Node{a, b} {
-		testutil.Eventually(t, 15*time.Second, func() bool {
+		testutil.Eventually(t, 30*time.Second, func() bool {
 			code, body := get(t, n.URL+"/readyz")
 			return code == http.StatusServiceUnavailable && strings.Contains(body, "redis")
 		}, "%s /readyz stays ready without redis", n.ID)
@@ -211,7 +211,7 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 		if code := relayed.Conn().CloseCode(); code != cluster.CloseRelayLost {
 			t.Fatalf("relayed peer closed with %d, want 4500", code)
 		}
-	case <-time.After(15 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("relayed peer not closed when redis went away")
 	}
 	for _, n := range []*testcluster.Node{a, b} {
@@ -230,7 +230,7 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 	srv.Start()
 	back := time.Now()
 	for _, n := range []*testcluster.Node{a, b} {
-		testutil.Eventually(t, 20*time.Second, func() bool {
+		testutil.Eventually(t, 30*time.Second, func() bool {
 			code, _ := get(t, n.URL+"/readyz")
 			return code == http.StatusOK
 		}, "%s not ready after redis came back", n.ID)
@@ -256,7 +256,7 @@ func noGoroutineLeft(t *testing.T) {
 	base := runtime.NumGoroutine()
 	t.Cleanup(func() {
 		http.DefaultClient.CloseIdleConnections()
-		deadline := time.Now().Add(15 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for runtime.NumGoroutine() > base {
 			if time.Now().After(deadline) {
 				buf := make([]byte, 1<<20)

@@ -55,7 +55,7 @@ func Start(t testing.TB, redisURL, id string, o Options) *Node {
 	log := zaptest.NewLogger(t).Named(id)
 	n := &Node{ID: id}
 	n.Pool = testserver.Pool(t, o.Workers, log)
-	ropts := room.Options{Logger: log.Named("room"), ServerRequestTimeout: 2 * time.Second}
+	ropts := room.Options{Logger: log.Named("room"), ServerRequestTimeout: 30 * time.Second}
 	if o.Room != nil {
 		o.Room(&ropts)
 	}
@@ -90,7 +90,7 @@ func Start(t testing.TB, redisURL, id string, o Options) *Node {
 	})
 	handler.Store(n.Handler)
 	n.URL = testserver.Serve(t, n.Pool, n.Rooms, n.Handler)
-	testutil.Eventually(t, 10*time.Second, func() bool { return c.Ready() == nil }, "node %s not ready", id)
+	testutil.Eventually(t, 30*time.Second, func() bool { return c.Ready() == nil }, "node %s not ready", id)
 	return n
 }
 
@@ -113,7 +113,7 @@ func (n *Node) stats() (cluster.Load, []string) {
 // WaitSeeing waits until every node's view holds all of them.
 func WaitSeeing(t testing.TB, nodes ...*Node) {
 	t.Helper()
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		for _, n := range nodes {
 			if len(n.Cluster.LiveNodes()) < len(nodes) {
 				return false
@@ -126,7 +126,7 @@ func WaitSeeing(t testing.TB, nodes ...*Node) {
 // Owner asks n's placement who owns roomID (claiming it if nobody does).
 func (n *Node) Owner(t testing.TB, roomID string) cluster.Owner {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	o, err := n.Cluster.Locate(ctx, roomID)
 	if err != nil {
