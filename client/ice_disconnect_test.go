@@ -218,6 +218,7 @@ func assertCut(t *testing.T, o *outage, pa *client.Producer, atA, atB *client.Co
 // others hear peerClosed. The other peer, whose only consent checks are
 // pion's keepalives, stays.
 func TestIceOutageClosesPeerWith4501(t *testing.T) {
+	t.Parallel() // mostly waiting for mediasoup's 30 s: the two wait together
 	const grace = time.Second
 	e := newMediaEnvWith(t, 1, func(o *room.Options) { o.IceDisconnectGrace = grace })
 	ctx := longCtx(t)
@@ -306,6 +307,7 @@ func TestIceOutageClosesPeerWith4501(t *testing.T) {
 // checks come back, and stops the grace timer. a stays in the room, its
 // socket open, and media flows both ways again.
 func TestShortIceOutageKeepsPeer(t *testing.T) {
+	t.Parallel() // mostly waiting for mediasoup's 30 s: the two wait together
 	// From the first transport seen disconnected, the grace must cover the
 	// second one's consent expiring (one keepalive later), the restore and
 	// the next consent check: about 3 s; ten covers a loaded machine.

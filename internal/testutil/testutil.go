@@ -64,14 +64,36 @@ func FreePorts(t testing.TB, n int) int {
 	t.Helper()
 	const lo, hi = 20000, 60000
 	start := lo + (os.Getpid()*97+int(time.Now().UnixNano()/1000)%9973)%(hi-lo-n)
+	portsMu.Lock()
+	defer portsMu.Unlock()
 	for tries := 0; tries < 500; tries++ {
 		base := lo + (start-lo+tries*(n+7))%(hi-lo-n)
-		if portsFree(base, n) {
+		if !portsGivenLocked(base, n) && portsFree(base, n) {
+			for p := base; p < base+n; p++ {
+				portsGiven[p] = true
+			}
 			return base
 		}
 	}
 	t.Fatalf("no %d consecutive free ports found", n)
 	return 0
+}
+
+// Ports FreePorts handed out in this process: never twice, so that tests
+// running in parallel do not get the same ports before their workers bind
+// them.
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+func portsGivenLocked(base, n int) bool {
+	for p := base; p < base+n; p++ {
+		if portsGiven[p] {
+			return true
+		}
+	}
+	return false
 }
 
 func portsFree(base, n int) bool {
