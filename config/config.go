@@ -52,6 +52,9 @@ type Config struct {
 	// AllowedOrigins: browser Origins allowed to open the WebSocket
 	// (e.g. https://app.example.com); empty = any (default).
 	AllowedOrigins StringList `yaml:"allowedOrigins"`
+	// Pprof serves Go's profiler at /debug/pprof/ (an admin token when auth
+	// is on), for profiling a live server. Default false.
+	Pprof bool `yaml:"pprof"`
 	// NodeID names this node in cluster mode (default: the hostname plus a
 	// random suffix, chosen at start).
 	NodeID    string          `yaml:"nodeId"`

@@ -134,6 +134,7 @@ func TestEnvNames(t *testing.T) {
 		"MEDIASOUP_SERVER_ALLOWED_ORIGINS",
 		"MEDIASOUP_SERVER_REDIS_URL",
 		"MEDIASOUP_SERVER_NODE_ID",
+		"MEDIASOUP_SERVER_PPROF",
 	} {
 		if !slices.Contains(names, want) {
 			t.Errorf("EnvNames() lacks %s; got %v", want, names)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,9 @@ type Options struct {
 	// A refused request gets 401 (403: a valid token that does not grant
 	// it) with a one-line reason, before any upgrade.
 	Auth *Auth
+	// Pprof serves Go's profiler under /debug/pprof/ (behind an admin
+	// token when Auth is on). Off by default.
+	Pprof bool
 	// Placement says which node owns a room (cluster mode); nil: one node,
 	// every room here (cluster.Local).
 	Placement cluster.Placement
@@ -97,6 +101,9 @@ func NewHandler(opts Options) *Handler {
 		}
 		h.writeAdminCluster(w, r)
 	})
+	if opts.Pprof {
+		mux.Handle("/debug/pprof/", pprofHandler(opts.Auth))
+	}
 	var web http.Handler
 	if st, err := os.Stat(opts.WebDir); opts.WebDir != "" && err == nil && st.IsDir() {
 		web = http.FileServer(http.Dir(opts.WebDir))
@@ -276,4 +283,23 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// pprofHandler serves net/http/pprof's index, profiles and traces behind an
+// admin token (when auth is on). Registered only when Options.Pprof is set:
+// a profile costs the server CPU and shows its internals.
+func pprofHandler(a *Auth) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := a.checkAdmin(r); err != nil {
+			refuse(w, err)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }

@@ -724,3 +724,28 @@ func TestAdminClusterOneNode(t *testing.T) {
 		t.Fatalf("/admin/cluster: %s", body)
 	}
 }
+
+// /debug/pprof/ exists only when asked for, and then behind an admin token.
+func TestPprofBehindAdminToken(t *testing.T) {
+	off := newOpsServer(t, 1, nil)
+	if code, _ := off.get("/debug/pprof/"); code != http.StatusNotFound {
+		t.Fatalf("/debug/pprof/ without Pprof = %d, want 404", code)
+	}
+	s := newOpsServer(t, 1, func(o *signaling.Options) { o.Auth = signaling.NewAuth(testSecret); o.Pprof = true })
+	tk, err := signaling.IssueToken(testSecret, signaling.Claims{Admin: true}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := []string{"Authorization", "Bearer " + tk}
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/heap"} {
+		if code, _ := s.get(path); code != http.StatusUnauthorized {
+			t.Fatalf("%s without a token = %d, want 401", path, code)
+		}
+		if code, body := s.get(path, admin...); code != http.StatusOK || len(body) == 0 {
+			t.Fatalf("%s with an admin token = %d (%d bytes), want 200", path, code, len(body))
+		}
+	}
+	if code, body := s.get("/debug/pprof/goroutine?debug=1", admin...); !strings.Contains(body, "goroutine") {
+		t.Fatalf("goroutine profile = %d %.200s", code, body)
+	}
+}

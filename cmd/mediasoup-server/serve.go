@@ -108,6 +108,7 @@ func serve(cfg config.Config, log *zap.Logger) error {
 		Version:   worker.Version,
 		WebDir:    cfg.WebDir,
 		Auth:      signaling.NewAuth(cfg.AuthSecret),
+		Pprof:     cfg.Pprof,
 		Placement: placement,
 	})
 	handlerp.Store(handler)
