@@ -1,11 +1,8 @@
 package client_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os/exec"
 	"testing"
@@ -20,36 +17,8 @@ import (
 // answer into out.
 func (e *mediaEnv) httpJSON(method, path string, body, out any) {
 	e.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		j, err := json.Marshal(body)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(j)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), settle)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, e.url+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	data, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusOK {
-		e.t.Fatalf("%s %s: %d %s", method, path, res.StatusCode, data)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			e.t.Fatalf("%s %s: %v in %s", method, path, err, data)
-		}
+	if code, text := testutil.API(e.t, method, e.url+path, body, out); code != http.StatusOK {
+		e.t.Fatalf("%s %s: %d %s", method, path, code, text)
 	}
 }
 

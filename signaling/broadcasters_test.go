@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -25,44 +24,7 @@ import (
 // the body (the reason of an error).
 func (e *env) api(method, path string, body, out any) (int, string) {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(j)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), settle)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, e.url+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.t.Fatalf("%s %s: reading the body: %v", method, path, err)
-	}
-	if res.StatusCode == http.StatusOK {
-		if ct := res.Header.Get("Content-Type"); ct != "application/json" {
-			e.t.Fatalf("%s %s: Content-Type %q", method, path, ct)
-		}
-		if out != nil {
-			if err := json.Unmarshal(data, out); err != nil {
-				e.t.Fatalf("%s %s: %v in %s", method, path, err, data)
-			}
-		}
-	}
-	return res.StatusCode, string(data)
+	return testutil.API(e.t, method, e.url+path, body, out)
 }
 
 // mustAPI asserts a 200 answer.

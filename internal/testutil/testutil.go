@@ -4,8 +4,12 @@ package testutil
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -236,4 +240,54 @@ func Goroutines() []string {
 		}
 		buf = make([]byte, 2*len(buf))
 	}
+}
+
+// API does one HTTP request for a test (the broadcaster API): body is sent
+// as is when it is a string, as JSON otherwise (nil: no body). A 200 answer
+// must be JSON and is decoded into out (when not nil). It returns the status
+// and the body (the reason of an error). Bounded by 30 s, as a test's waits.
+func API(t testing.TB, method, url string, body, out any) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	isJSON := false
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd, isJSON = bytes.NewReader(j), true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if isJSON {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", method, url, err)
+	}
+	if res.StatusCode == http.StatusOK {
+		if ct := res.Header.Get("Content-Type"); ct != "application/json" {
+			t.Fatalf("%s %s: Content-Type %q", method, url, ct)
+		}
+		if out != nil {
+			if err := json.Unmarshal(data, out); err != nil {
+				t.Fatalf("%s %s: %v in %s", method, url, err, data)
+			}
+		}
+	}
+	return res.StatusCode, string(data)
 }
