@@ -96,6 +96,7 @@ func TestFfmpegBroadcaster(t *testing.T) {
 			audioSSRC, audioPT, audioTr.IP, audioTr.Port, audioTr.RtcpPort,
 			videoSSRC, videoPT, videoTr.IP, videoTr.Port, videoTr.RtcpPort))
 	cmd.Stdout, cmd.Stderr = out, out
+	testutil.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("ffmpeg: %v", err)
 	}

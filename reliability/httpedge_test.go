@@ -132,6 +132,7 @@ func startServerBinary(t *testing.T) string {
 	cmd.WaitDelay = 10 * time.Second
 	out := &testutil.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
+	testutil.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		cancel()
 		t.Fatal(err)

@@ -51,6 +51,7 @@ func TestManyIdlePeers(t *testing.T) {
 	}
 	var stderr testutil.LockedBuffer
 	cmd.Stderr = &stderr
+	testutil.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

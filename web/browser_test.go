@@ -289,6 +289,7 @@ func startServer(t *testing.T, root, dist, bin, workerBin string, extra ...strin
 	cmd.Dir = root
 	logs := &testutil.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
+	testutil.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start server: %v", err)
 	}

@@ -49,6 +49,7 @@ func startServerEnv(t *testing.T, env []string, args ...string) *server {
 	cmd.Env = append(append(os.Environ(), "MEDIASOUP_SERVER_TEST_MAIN=1"), env...)
 	out := &testutil.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
+	testutil.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

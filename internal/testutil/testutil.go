@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -290,4 +291,15 @@ func API(t testing.TB, method, url string, body, out any) (int, string) {
 		}
 	}
 	return res.StatusCode, string(data)
+}
+
+// DieWithParent makes cmd's process get SIGKILL when the test process dies
+// (Linux's parent-death signal), so that a test binary that crashed or was
+// killed leaves no server, Redis or ffmpeg running (one left ffmpeg
+// encoding on a core for an hour). Call before cmd.Start.
+func DieWithParent(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 }
