@@ -676,16 +676,7 @@ func TestServerRequest(t *testing.T) {
 		t.Fatalf("third pending: %v", err)
 	}
 	a.conn.Close(4000, "bye")
-	for range 2 {
-		select {
-		case err := <-errs:
-			if !errors.Is(err, ErrConnClosed) {
-				t.Fatalf("pending at close: %v", err)
-			}
-		case <-time.After(waitFor):
-			t.Fatalf("pending requests still waiting %v after Close", waitFor)
-		}
-	}
+	pendingFailClosed(t, errs, 2)
 	waitClosed(t, a)
 	<-clientDone
 }
@@ -758,16 +749,7 @@ func TestCloseFailsPendingRequests(t *testing.T) {
 	eventually(t, "2 pending requests", func() bool { return pendingRequests(a.conn) == 2 })
 	start := time.Now()
 	a.conn.Close(4000, "bye")
-	for range 2 {
-		select {
-		case err := <-errs:
-			if !errors.Is(err, ErrConnClosed) {
-				t.Fatalf("pending at close: %v", err)
-			}
-		case <-time.After(waitFor):
-			t.Fatalf("pending requests still waiting %v after Close", waitFor)
-		}
-	}
+	pendingFailClosed(t, errs, 2)
 	failed := time.Since(start)
 	select {
 	case <-a.conn.Done():
@@ -993,5 +975,21 @@ func TestLimitsDefaults(t *testing.T) {
 	if got.RequestRate != -1 || got.MaxMalformed != -1 || got.SendQueue != 7 || got.PingInterval != d.PingInterval ||
 		got.MaxFrameBytes != 1<<20 || got.PongTimeout != 30*time.Second || got.ServerRequestTimeout != 15*time.Second {
 		t.Errorf("withDefaults: %+v", got)
+	}
+}
+
+// pendingFailClosed waits for n pending server requests (their errors on
+// errs) to fail with ErrConnClosed.
+func pendingFailClosed(t *testing.T, errs <-chan error, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrConnClosed) {
+				t.Fatalf("pending at close: %v", err)
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("pending requests still waiting %v after Close", waitFor)
+		}
 	}
 }

@@ -50,18 +50,26 @@ const (
 	pollInterval = 100 * time.Millisecond
 )
 
-func TestBrowserTwoPeersMediaAndChat(t *testing.T) {
-	started := time.Now()
+// browserParts finds what a browser test needs, failing with the reason
+// when a part is missing: the repository, the page bundle, Chromium, the
+// worker, and the server built from this tree.
+func browserParts(t *testing.T) (root, dist, chromium, workerBin, serverBin string) {
+	t.Helper()
 	root, err := testutil.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dist := filepath.Join(root, "web", "dist")
+	dist = filepath.Join(root, "web", "dist")
 	requireBundle(t, root, dist)
-	chromium := requireChromium(t)
-	workerBin := testutil.WorkerBin(t)
+	chromium = requireChromium(t)
+	workerBin = testutil.WorkerBin(t)
+	serverBin = buildServer(t, root)
+	return root, dist, chromium, workerBin, serverBin
+}
 
-	serverBin := buildServer(t, root)
+func TestBrowserTwoPeersMediaAndChat(t *testing.T) {
+	started := time.Now()
+	root, dist, chromium, workerBin, serverBin := browserParts(t)
 	buildTime := time.Since(started)
 
 	// Cancelled last (cleanups run in reverse): the browser and the pages

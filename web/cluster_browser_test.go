@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -21,15 +20,7 @@ import (
 // node B relays page B's signaling, page B's media goes straight to node A,
 // and each page decodes the other's video.
 func TestBrowserTwoNodesOneRoom(t *testing.T) {
-	root, err := testutil.RepoRoot()
-	if err != nil {
-		t.Fatalf("go command not found to build the server: %v", err)
-	}
-	dist := filepath.Join(root, "web", "dist")
-	requireBundle(t, root, dist)
-	chromium := requireChromium(t)
-	workerBin := testutil.WorkerBin(t)
-	serverBin := buildServer(t, root)
+	root, dist, chromium, workerBin, serverBin := browserParts(t)
 	redis := testredis.Start(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), testBudget)
