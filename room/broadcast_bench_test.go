@@ -24,6 +24,10 @@ import (
 type broadcastBenchConn struct{ notes atomic.Int64 }
 
 func (c *broadcastBenchConn) Notify(string, any) error { c.notes.Add(1); return nil }
+func (c *broadcastBenchConn) NotifyShared(*Notification) error {
+	c.notes.Add(1)
+	return nil
+}
 func (c *broadcastBenchConn) Request(context.Context, string, any) (json.RawMessage, error) {
 	return json.RawMessage(`{}`), nil
 }

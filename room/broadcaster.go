@@ -29,6 +29,9 @@ type BroadcasterConn struct {
 // Notify drops the notification: a broadcaster has no socket.
 func (*BroadcasterConn) Notify(string, any) error { return nil }
 
+// NotifyShared drops the notification too.
+func (*BroadcasterConn) NotifyShared(*Notification) error { return nil }
+
 // Request refuses: broadcasters consume explicitly.
 func (*BroadcasterConn) Request(context.Context, string, any) (json.RawMessage, error) {
 	return nil, ErrBroadcaster

@@ -82,6 +82,12 @@ func (p *Peer) notify(method string, data any) {
 	}
 }
 
+func (p *Peer) notifyShared(n *Notification) {
+	if err := p.conn.NotifyShared(n); err != nil {
+		p.log.Debug("notify failed", zap.String("method", n.Method), zap.Error(err))
+	}
+}
+
 // After is work to run once the response to the current request is queued
 // (PROTOCOL.md: join answers first, then newConsumer requests follow). It
 // does not block: what waits for a client runs on goroutines it starts.
@@ -149,8 +155,9 @@ func (p *Peer) Join(req JoinRequest) ([]PeerInfo, After, error) {
 		for _, x := range dprods {
 			r.m.spawn(func() { p.consumeData(x.owner, x.d) })
 		}
+		n := NewNotification("newPeer", me)
 		for _, o := range others {
-			o.notify("newPeer", me)
+			o.notifyShared(n)
 		}
 	}, nil
 }

@@ -33,10 +33,38 @@ const (
 type PeerConn interface {
 	// Notify sends a notification; it never blocks.
 	Notify(method string, data any) error
+	// NotifyShared sends a notification that goes to many peers (see
+	// Notification); it never blocks.
+	NotifyShared(n *Notification) error
 	// Request sends a server→client request and waits for the answer.
 	Request(ctx context.Context, method string, data any) (json.RawMessage, error)
 	// Close closes the connection with a WebSocket close code.
 	Close(code int, reason string)
+}
+
+// Notification is one notification that goes to many peers (a room's
+// broadcast, newPeer to everyone in the room): the connections encode it
+// once for all of them (Frame), not once per peer.
+type Notification struct {
+	Method string
+	Data   any
+
+	once  sync.Once
+	frame []byte
+	err   error
+}
+
+// NewNotification returns a notification to send to many peers.
+func NewNotification(method string, data any) *Notification {
+	return &Notification{Method: method, Data: data}
+}
+
+// Frame returns encode(Method, Data), encoded on the first call only: every
+// connection gets the same bytes, which none may modify. (One protocol per
+// process: the first call's encoder is the one that counts.)
+func (n *Notification) Frame(encode func(method string, data any) ([]byte, error)) ([]byte, error) {
+	n.once.Do(func() { n.frame, n.err = encode(n.Method, n.Data) })
+	return n.frame, n.err
 }
 
 // Pool is what rooms need of the worker pool.

@@ -164,8 +164,9 @@ func (r *Room) broadcast(except *Peer, method string, data any) {
 	r.mu.Lock()
 	peers := r.joinedPeersLocked(except)
 	r.mu.Unlock()
+	n := NewNotification(method, data)
 	for _, q := range peers {
-		q.notify(method, data)
+		q.notifyShared(n)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/mediasoup-server/mediasoup-server/cluster"
+	"github.com/mediasoup-server/mediasoup-server/room"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 )
@@ -167,7 +168,8 @@ type Conn struct {
 	wsp     atomic.Pointer[websocket.Conn]
 	session Session
 
-	send     chan []byte  // outgoing frames, in order
+	out      *sendQueue   // outgoing frames, in order
+	nc       *batchConn   // the WebSocket's connection (nil for a relayed one)
 	requests chan Message // client requests and notifications, in order
 
 	closeOnce   sync.Once
@@ -226,6 +228,22 @@ func (c *Conn) Notify(method string, data any) error {
 	frame, err := EncodeNotification(method, data)
 	if err != nil {
 		return fmt.Errorf("signaling: notification %s: %w", method, err)
+	}
+	return c.enqueue(frame)
+}
+
+// NotifyShared queues a notification that goes to many peers: it is
+// encoded once, by the first connection it reaches, and the others queue
+// the same bytes. Otherwise like Notify.
+func (c *Conn) NotifyShared(n *room.Notification) error {
+	select {
+	case <-c.closing:
+		return ErrConnClosed
+	default:
+	}
+	frame, err := n.Frame(EncodeNotification)
+	if err != nil {
+		return fmt.Errorf("signaling: notification %s: %w", n.Method, err)
 	}
 	return c.enqueue(frame)
 }
@@ -313,10 +331,8 @@ func (c *Conn) enqueue(frame []byte) error {
 		return ErrConnClosed
 	default:
 	}
-	select {
-	case c.send <- frame:
+	if c.out.push(frame) {
 		return nil
-	default:
 	}
 	c.log.Warn("send queue full, closing slow consumer", zap.Int("queue", c.limits.SendQueue))
 	c.shutdown(websocket.ClosePolicyViolation, "slow consumer", false)
@@ -408,7 +424,8 @@ func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.session = session
 
-	ws, err := h.upgrader.Upgrade(w, r, nil)
+	c.nc = &batchConn{}
+	ws, err := h.upgrader.Upgrade(batchingWriter{w, c.nc}, r, nil)
 	if err != nil {
 		c.log.Debug("upgrade failed", zap.Error(err))
 		c.shutdown(0, "", false)
@@ -521,7 +538,7 @@ func (h *wsHandler) newConn(roomID, peerID, remoteAddr string) *Conn {
 		writeWait:      l.PongTimeout,
 		closeGrace:     min(l.PongTimeout, 2*time.Second),
 		log:            h.log.With(zap.String("room", roomID), zap.String("peer", peerID), zap.String("remote", remoteAddr)),
-		send:           make(chan []byte, l.SendQueue),
+		out:            newSendQueue(l.SendQueue),
 		requests:       make(chan Message, l.RequestBurst),
 		closing:        make(chan struct{}),
 		readerDone:     make(chan struct{}),
@@ -781,41 +798,12 @@ func (c *Conn) writeLoop() {
 	ws := c.ws
 	ping := time.NewTicker(c.limits.PingInterval)
 	defer ping.Stop()
-loop:
-	for {
-		select {
-		case f := <-c.send:
-			_ = ws.SetWriteDeadline(time.Now().Add(c.writeWait))
-			if err := ws.WriteMessage(websocket.TextMessage, f); err != nil {
-				c.log.Debug("write failed", zap.Error(err))
-				c.shutdown(0, "", false)
-				break loop
-			}
-		case <-ping.C:
-			if err := ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.writeWait)); err != nil {
-				c.log.Debug("ping failed", zap.Error(err))
-				c.shutdown(0, "", false)
-				break loop
-			}
-		case <-c.closing:
-			break loop
-		}
-	}
-	<-c.closing
+	c.pump(c.writeFrames, ping.C, func() error {
+		return ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.writeWait))
+	})
 	deadline := time.Now().Add(c.closeGrace)
 	if c.closeFlush {
-		_ = ws.SetWriteDeadline(deadline)
-	flush:
-		for {
-			select {
-			case f := <-c.send:
-				if ws.WriteMessage(websocket.TextMessage, f) != nil {
-					break flush
-				}
-			default:
-				break flush
-			}
-		}
+		c.flushQueued(func(frames [][]byte) error { return c.writeFramesBy(deadline, frames) })
 	}
 	linger := c.lingering.Load()
 	if c.closeCode != 0 {
@@ -836,6 +824,65 @@ loop:
 	_ = ws.Close()
 	<-c.readerDone
 	c.finish()
+}
+
+// writeFrames writes frames to the WebSocket in order, in as few system
+// calls as they fit in (batchConn).
+func (c *Conn) writeFrames(frames [][]byte) error {
+	return c.writeFramesBy(time.Now().Add(c.writeWait), frames)
+}
+
+func (c *Conn) writeFramesBy(deadline time.Time, frames [][]byte) error {
+	ws := c.ws
+	_ = ws.SetWriteDeadline(deadline)
+	c.nc.cork()
+	for _, f := range frames {
+		if err := ws.WriteMessage(websocket.TextMessage, f); err != nil {
+			_ = c.nc.uncork()
+			return err
+		}
+	}
+	return c.nc.uncork()
+}
+
+// pump is the writer's loop, for a WebSocket and a relay link alike: it
+// sends what queues up with write, everything that waits at once, until
+// the close starts or write fails (the connection is then shut down).
+// onTick, if given, runs on each tick (keep-alive pings).
+func (c *Conn) pump(write func([][]byte) error, tick <-chan time.Time, onTick func() error) {
+	var batch [][]byte
+	for {
+		select {
+		case <-c.out.ready:
+			batch = c.out.take(batch)
+			if len(batch) == 0 {
+				continue
+			}
+			if err := write(batch); err != nil {
+				c.log.Debug("write failed", zap.Error(err))
+				c.shutdown(0, "", false)
+				<-c.closing
+				return
+			}
+		case <-tick:
+			if err := onTick(); err != nil {
+				c.log.Debug("ping failed", zap.Error(err))
+				c.shutdown(0, "", false)
+				<-c.closing
+				return
+			}
+		case <-c.closing:
+			return
+		}
+	}
+}
+
+// flushQueued writes what is still queued once the close started (a close
+// that sends what is queued before its close frame).
+func (c *Conn) flushQueued(write func([][]byte) error) {
+	if batch := c.out.take(nil); len(batch) > 0 {
+		_ = write(batch)
+	}
 }
 
 // finish runs once both the reader and the writer are gone: it waits for

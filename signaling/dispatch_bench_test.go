@@ -93,7 +93,8 @@ func BenchmarkEncodeResponseError(b *testing.B) {
 // every server request.
 type dispatchBenchConn struct{}
 
-func (dispatchBenchConn) Notify(string, any) error { return nil }
+func (dispatchBenchConn) Notify(string, any) error              { return nil }
+func (dispatchBenchConn) NotifyShared(*room.Notification) error { return nil }
 func (dispatchBenchConn) Request(context.Context, string, any) (json.RawMessage, error) {
 	return json.RawMessage(`{}`), nil
 }
@@ -291,7 +292,7 @@ func BenchmarkConnNotifyFanout(b *testing.B) {
 					}
 				}
 				for _, c := range conns {
-					<-c.send
+					c.out.take(nil)
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/peer")

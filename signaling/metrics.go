@@ -51,6 +51,44 @@ type metrics struct {
 	// Requests to the workers (mediasoup-go's OnChannelRequest).
 	workerRequestDuration *prometheus.HistogramVec // method
 	workerRequestErrors   *prometheus.CounterVec   // method
+
+	// The children of requests, requestDuration and notifications, looked
+	// up once per label set (WithLabelValues hashes the labels each time:
+	// a broadcast to 2,000 peers counts 2,000 notifications).
+	children sync.Map // childKey → prometheus.Counter or prometheus.Observer
+}
+
+type childKey struct {
+	vec    any
+	method string
+	code   int
+}
+
+// counter returns vec's child for method (and code, when vec has a code
+// label), created on first use.
+func (m *metrics) counter(vec *prometheus.CounterVec, method string, code int) prometheus.Counter {
+	k := childKey{vec, method, code}
+	if c, ok := m.children.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	var c prometheus.Counter
+	if code != 0 {
+		c = vec.WithLabelValues(method, strconv.Itoa(code))
+	} else {
+		c = vec.WithLabelValues(method)
+	}
+	m.children.Store(k, c)
+	return c
+}
+
+func (m *metrics) observer(vec *prometheus.HistogramVec, method string) prometheus.Observer {
+	k := childKey{vec, method, 0}
+	if o, ok := m.children.Load(k); ok {
+		return o.(prometheus.Observer)
+	}
+	o := vec.WithLabelValues(method)
+	m.children.Store(k, o)
+	return o
 }
 
 // knownMethods bounds the method label: anything else counts as "other".
@@ -150,8 +188,8 @@ func (m *metrics) request(method string, code int, d time.Duration) {
 	if !knownMethods[method] {
 		method = "other"
 	}
-	m.requests.WithLabelValues(method, strconv.Itoa(code)).Inc()
-	m.requestDuration.WithLabelValues(method).Observe(d.Seconds())
+	m.counter(m.requests, method, code).Inc()
+	m.observer(m.requestDuration, method).Observe(d.Seconds())
 }
 
 func (m *metrics) connOpened() {
@@ -175,7 +213,15 @@ type peerConn struct {
 func (c peerConn) Notify(method string, data any) error {
 	err := c.Conn.Notify(method, data)
 	if err == nil && c.m != nil {
-		c.m.notifications.WithLabelValues(method).Inc()
+		c.m.counter(c.m.notifications, method, 0).Inc()
+	}
+	return err
+}
+
+func (c peerConn) NotifyShared(n *room.Notification) error {
+	err := c.Conn.NotifyShared(n)
+	if err == nil && c.m != nil {
+		c.m.counter(c.m.notifications, n.Method, 0).Inc()
 	}
 	return err
 }

@@ -183,32 +183,17 @@ func (c *Conn) relayWriteLoop() {
 	if err := l.Accept(); err != nil {
 		c.shutdown(0, "", false)
 	}
-loop:
-	for {
-		select {
-		case f := <-c.send:
+	send := func(frames [][]byte) error {
+		for _, f := range frames {
 			if err := l.Send(false, f); err != nil {
-				c.log.Debug("relay send failed", zap.Error(err))
-				c.shutdown(0, "", false)
-				break loop
+				return err
 			}
-		case <-c.closing:
-			break loop
 		}
+		return nil
 	}
-	<-c.closing
+	c.pump(send, nil, nil)
 	if c.closeFlush {
-	flush:
-		for {
-			select {
-			case f := <-c.send:
-				if l.Send(false, f) != nil {
-					break flush
-				}
-			default:
-				break flush
-			}
-		}
+		c.flushQueued(send)
 	}
 	// With code 0 (the edge closed, or the link broke) the link is already
 	// done and this sends nothing.

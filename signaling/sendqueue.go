@@ -1,0 +1,142 @@
+package signaling
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"sync"
+)
+
+// sendQueue holds a connection's outgoing frames, in order. It grows as
+// frames come (an idle peer's queue holds nothing) up to a limit, and the
+// writer takes everything that waits at once, to write it in one go.
+type sendQueue struct {
+	mu     sync.Mutex
+	frames [][]byte
+	limit  int
+	// ready has room for one token: "there is something to take".
+	ready chan struct{}
+}
+
+func newSendQueue(limit int) *sendQueue {
+	return &sendQueue{limit: limit, ready: make(chan struct{}, 1)}
+}
+
+// push queues f; false (and nothing queued) when limit frames already wait.
+func (q *sendQueue) push(f []byte) bool {
+	q.mu.Lock()
+	if len(q.frames) >= q.limit {
+		q.mu.Unlock()
+		return false
+	}
+	q.frames = append(q.frames, f)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default: // a token is already there
+	}
+	return true
+}
+
+// take returns every queued frame, oldest first, and leaves the queue
+// empty. spare (the previous batch, done with) becomes the queue's next
+// backing array, unless it grew large: a burst does not pin its memory.
+func (q *sendQueue) take(spare [][]byte) [][]byte {
+	clear(spare)
+	if cap(spare) > maxKeptBatch {
+		spare = nil
+	}
+	q.mu.Lock()
+	out := q.frames
+	q.frames = spare[:0]
+	q.mu.Unlock()
+	return out
+}
+
+// maxKeptBatch: a batch array larger than this is left to the collector.
+const maxKeptBatch = 256
+
+// ---- batched writes ----
+
+// batchConn is the WebSocket's network connection. Between cork and
+// uncork, writes (the frames gorilla/websocket encodes one by one, and a
+// pong the reader sends meanwhile) collect in a buffer that uncork writes
+// with one system call: frames that queued up go out together.
+type batchConn struct {
+	net.Conn
+	mu     sync.Mutex
+	corked bool
+	buf    *[]byte
+}
+
+// maxBatchBytes: a batch is written out when it grows past this.
+const maxBatchBytes = 64 << 10
+
+var batchBuffers = sync.Pool{New: func() any { b := make([]byte, 0, maxBatchBytes); return &b }}
+
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.corked {
+		return b.Conn.Write(p)
+	}
+	if len(*b.buf)+len(p) > maxBatchBytes {
+		if err := b.flushLocked(); err != nil {
+			return 0, err
+		}
+		if len(p) > maxBatchBytes {
+			return b.Conn.Write(p)
+		}
+	}
+	*b.buf = append(*b.buf, p...)
+	return len(p), nil
+}
+
+func (b *batchConn) flushLocked() error {
+	if len(*b.buf) == 0 {
+		return nil
+	}
+	_, err := b.Conn.Write(*b.buf)
+	*b.buf = (*b.buf)[:0]
+	return err
+}
+
+// cork starts collecting writes.
+func (b *batchConn) cork() {
+	b.mu.Lock()
+	b.corked = true
+	b.buf = batchBuffers.Get().(*[]byte)
+	b.mu.Unlock()
+}
+
+// uncork writes what was collected and writes through again. Its error is
+// the error of the writes it did; a collected write that then failed is
+// lost, like any write to a broken connection.
+func (b *batchConn) uncork() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.corked {
+		return nil
+	}
+	err := b.flushLocked()
+	b.corked = false
+	batchBuffers.Put(b.buf)
+	b.buf = nil
+	return err
+}
+
+// batchingWriter hands gorilla/websocket's upgrade a batchConn instead of
+// the hijacked connection.
+type batchingWriter struct {
+	http.ResponseWriter
+	conn *batchConn
+}
+
+func (w batchingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	w.conn.Conn = nc
+	return w.conn, brw, nil
+}
