@@ -2,6 +2,7 @@ package room
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"time"
@@ -23,6 +24,19 @@ type PeerInfo struct {
 	ID          string `json:"id"`
 	DisplayName string `json:"displayName"`
 	Device      Device `json:"device"`
+
+	encoded json.RawMessage // the JSON of the fields above, once joined
+}
+
+// JSON returns the info encoded as JSON: for a joined peer, the bytes
+// encoded once when it joined (every later joiner's join answer lists it),
+// which the caller must not modify.
+func (i PeerInfo) JSON() (json.RawMessage, error) {
+	if i.encoded != nil {
+		return i.encoded, nil
+	}
+	type fields PeerInfo // without the method
+	return json.Marshal(fields(i))
 }
 
 // Peer is one connection's presence in a room and everything it owns.
@@ -41,6 +55,7 @@ type Peer struct {
 	joined      bool
 	displayName string
 	device      Device
+	infoJSON    json.RawMessage // infoLocked's JSON, encoded when it joined
 	// The client's RTP capabilities, never handed to mediasoup-go as they
 	// are: each consume works on a CloneRtpCapabilities copy.
 	rtpCaps  *mediasoup.RtpCapabilities
@@ -73,7 +88,7 @@ func (p *Peer) Snapshot() (PeerInfo, bool, Counts) {
 }
 
 func (p *Peer) infoLocked() PeerInfo {
-	return PeerInfo{ID: p.id, DisplayName: p.displayName, Device: p.device}
+	return PeerInfo{ID: p.id, DisplayName: p.displayName, Device: p.device, encoded: p.infoJSON}
 }
 
 func (p *Peer) notify(method string, data any) {
@@ -121,6 +136,9 @@ func (p *Peer) Join(req JoinRequest) ([]PeerInfo, After, error) {
 	}
 	p.joined = true
 	p.displayName, p.device = req.DisplayName, req.Device
+	if b, err := p.infoLocked().JSON(); err == nil {
+		p.infoJSON = b
+	}
 	p.rtpCaps, p.sctpCaps = CloneRtpCapabilities(req.RtpCapabilities), req.SctpCapabilities
 	others := r.joinedPeersLocked(p)
 	infos := make([]PeerInfo, 0, len(others))
@@ -637,10 +655,10 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), r.m.opts.ServerRequestTimeout)
 	defer cancel()
-	_, err = p.conn.Request(ctx, "newConsumer", mediasoup.H{
-		"peerId": owner.id, "producerId": producer.Id(), "id": id, "kind": c.Kind(),
-		"rtpParameters": c.RtpParameters(), "type": c.Type(), "appData": producer.AppData(),
-		"producerPaused": c.ProducerPaused(),
+	_, err = p.conn.Request(ctx, "newConsumer", newConsumerData{
+		PeerID: owner.id, ProducerID: producer.Id(), ID: id, Kind: c.Kind(),
+		RtpParameters: c.RtpParameters(), Type: c.Type(), AppData: producer.AppData(),
+		ProducerPaused: c.ProducerPaused(),
 	})
 	if err != nil {
 		// Rejected or unanswered: no consumer stays behind.
@@ -659,6 +677,19 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 			p.log.Warn("resume consumer", zap.String("consumer", id), zap.Error(err))
 		}
 	}
+}
+
+// newConsumerData is the data of newConsumer (a struct: a map's keys would
+// be sorted for every consumer).
+type newConsumerData struct {
+	PeerID         string                   `json:"peerId"`
+	ProducerID     string                   `json:"producerId"`
+	ID             string                   `json:"id"`
+	Kind           mediasoup.MediaKind      `json:"kind"`
+	RtpParameters  *mediasoup.RtpParameters `json:"rtpParameters"`
+	Type           mediasoup.ConsumerType   `json:"type"`
+	AppData        mediasoup.H              `json:"appData"`
+	ProducerPaused bool                     `json:"producerPaused"`
 }
 
 // consumingTransportLocked is the peer's first transport created for consuming.

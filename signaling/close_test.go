@@ -82,7 +82,7 @@ func TestCloseCodeWhileClientWrites(t *testing.T) {
 func TestSlowConsumerGetsCloseCode(t *testing.T) {
 	checkLeaks(t)
 	l := testLimits()
-	l.SendQueue = 4
+	l.SendQueueBytes = 128 << 10
 	h := newHarness(t, l)
 	c, a := h.connect() // the client does not read until the queue overflowed
 	payload := map[string]string{"pad": strings.Repeat("x", 64<<10)}

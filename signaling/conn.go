@@ -52,9 +52,12 @@ type Limits struct {
 	PongTimeout time.Duration
 	// ServerRequestTimeout bounds Request (newConsumer etc.). Default 15s.
 	ServerRequestTimeout time.Duration
-	// SendQueue (default 1024) outgoing frames may wait; a client that does
-	// not read and overflows it is closed (slow consumer).
-	SendQueue int
+	// SendQueueBytes (default 4 MiB) of outgoing frames may wait to be
+	// written; a client that does not read and overflows it is closed (slow
+	// consumer). The queue holds nothing while nothing waits: an idle peer
+	// costs no queue. (A room stampede queues one newPeer per joiner to
+	// every peer: 2,000 joiners are ≈ 300 KB.)
+	SendQueueBytes int
 	// HandshakeTimeout for writing the HTTP upgrade answer. Default 10s.
 	HandshakeTimeout time.Duration
 	// CheckOrigin decides whether the Origin of an upgrade request is
@@ -73,7 +76,7 @@ func DefaultLimits() Limits {
 		PingInterval:             10 * time.Second,
 		PongTimeout:              30 * time.Second,
 		ServerRequestTimeout:     15 * time.Second,
-		SendQueue:                1024,
+		SendQueueBytes:           4 << 20,
 		HandshakeTimeout:         10 * time.Second,
 	}
 }
@@ -104,8 +107,8 @@ func (l Limits) withDefaults() Limits {
 	if l.ServerRequestTimeout <= 0 {
 		l.ServerRequestTimeout = d.ServerRequestTimeout
 	}
-	if l.SendQueue <= 0 {
-		l.SendQueue = d.SendQueue
+	if l.SendQueueBytes <= 0 {
+		l.SendQueueBytes = d.SendQueueBytes
 	}
 	if l.HandshakeTimeout <= 0 {
 		l.HandshakeTimeout = d.HandshakeTimeout
@@ -168,9 +171,11 @@ type Conn struct {
 	wsp     atomic.Pointer[websocket.Conn]
 	session Session
 
-	out      *sendQueue   // outgoing frames, in order
-	nc       *batchConn   // the WebSocket's connection (nil for a relayed one)
-	requests chan Message // client requests and notifications, in order
+	out *sendQueue // outgoing frames, in order
+	nc  *batchConn // the WebSocket's connection (nil for a relayed one)
+	// writeDeadline bounds the writer's current writes (writer only).
+	writeDeadline time.Time
+	requests      chan Message // client requests and notifications, in order
 
 	closeOnce   sync.Once
 	closing     chan struct{} // closed when the close starts
@@ -334,7 +339,7 @@ func (c *Conn) enqueue(frame []byte) error {
 	if c.out.push(frame) {
 		return nil
 	}
-	c.log.Warn("send queue full, closing slow consumer", zap.Int("queue", c.limits.SendQueue))
+	c.log.Warn("send queue full, closing slow consumer", zap.Int("queueBytes", c.limits.SendQueueBytes))
 	c.shutdown(websocket.ClosePolicyViolation, "slow consumer", false)
 	if ws := c.wsp.Load(); ws != nil {
 		// A write blocked on a client that does not read ends within the
@@ -538,7 +543,7 @@ func (h *wsHandler) newConn(roomID, peerID, remoteAddr string) *Conn {
 		writeWait:      l.PongTimeout,
 		closeGrace:     min(l.PongTimeout, 2*time.Second),
 		log:            h.log.With(zap.String("room", roomID), zap.String("peer", peerID), zap.String("remote", remoteAddr)),
-		out:            newSendQueue(l.SendQueue),
+		out:            newSendQueue(l.SendQueueBytes),
 		requests:       make(chan Message, l.RequestBurst),
 		closing:        make(chan struct{}),
 		readerDone:     make(chan struct{}),
@@ -829,7 +834,12 @@ func (c *Conn) writeLoop() {
 // writeFrames writes frames to the WebSocket in order, in as few system
 // calls as they fit in (batchConn).
 func (c *Conn) writeFrames(frames [][]byte) error {
-	return c.writeFramesBy(time.Now().Add(c.writeWait), frames)
+	// The deadline moves in steps of a quarter of writeWait (a write has at
+	// least three quarters of it), not a timer update for every batch.
+	if d := time.Now().Add(c.writeWait); d.Sub(c.writeDeadline) > c.writeWait/4 {
+		c.writeDeadline = d
+	}
+	return c.writeFramesBy(c.writeDeadline, frames)
 }
 
 func (c *Conn) writeFramesBy(deadline time.Time, frames [][]byte) error {

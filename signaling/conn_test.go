@@ -924,7 +924,7 @@ func TestPongTimeout(t *testing.T) {
 func TestSlowConsumer(t *testing.T) {
 	checkLeaks(t)
 	l := testLimits()
-	l.SendQueue = 4
+	l.SendQueueBytes = 128 << 10
 	h := newHarness(t, l)
 	_, a := h.connect() // the client never reads
 	payload := map[string]string{"pad": strings.Repeat("x", 32<<10)}
@@ -970,9 +970,9 @@ type codedError struct{ error }
 func (codedError) ProtocolCode() int { return 503 }
 
 func TestLimitsDefaults(t *testing.T) {
-	got := Limits{RequestRate: -1, MaxMalformed: -1, SendQueue: 7}.withDefaults()
+	got := Limits{RequestRate: -1, MaxMalformed: -1, SendQueueBytes: 7}.withDefaults()
 	d := DefaultLimits()
-	if got.RequestRate != -1 || got.MaxMalformed != -1 || got.SendQueue != 7 || got.PingInterval != d.PingInterval ||
+	if got.RequestRate != -1 || got.MaxMalformed != -1 || got.SendQueueBytes != 7 || got.PingInterval != d.PingInterval ||
 		got.MaxFrameBytes != 1<<20 || got.PongTimeout != 30*time.Second || got.ServerRequestTimeout != 15*time.Second {
 		t.Errorf("withDefaults: %+v", got)
 	}

@@ -141,7 +141,20 @@ func handleJoin(_ context.Context, p *room.Peer, data json.RawMessage) (any, roo
 	if err != nil {
 		return nil, nil, err
 	}
-	return map[string]any{"peers": peers}, after, nil
+	// {"peers":[...]} from each peer's JSON encoded once when it joined: in
+	// a room filling up, every joiner's answer lists everyone before it.
+	b := append(make([]byte, 0, 16+len(peers)*128), `{"peers":[`...)
+	for i, info := range peers {
+		j, err := info.JSON()
+		if err != nil {
+			return nil, nil, err
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, j...)
+	}
+	return ourJSON(append(b, "]}"...)), after, nil
 }
 
 func handleCreateWebRtcTransport(ctx context.Context, p *room.Peer, data json.RawMessage) (any, room.After, error) {
@@ -352,13 +365,45 @@ func statsOf(field string, get func(*room.Peer, context.Context, string) (any, e
 	}
 }
 
+// scanField finds the value of a top-level key of data, a JSON object as
+// ParseMessage hands it over (valid JSON; the last of repeated keys
+// counts), without decoding the rest. scanned is false when data is not
+// such an object or a key is escaped: the caller decodes it instead.
+func scanField(data []byte, field string) (raw []byte, found, scanned bool) {
+	i := skipWS(data, 0)
+	if i >= len(data) || data[i] != '{' || !json.Valid(data) {
+		return nil, false, false
+	}
+	i = skipWS(data, i+1)
+	for i < len(data) && data[i] == '"' {
+		ke := stringEnd(data, i)
+		key := data[i+1 : ke]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			return nil, false, false
+		}
+		i = skipWS(data, skipWS(data, ke+1)+1) // past ':'
+		ve := valueEnd(data, i)
+		if string(key) == field {
+			raw, found = data[i:ve], true
+		}
+		i = skipWS(data, ve)
+		if i < len(data) && data[i] == ',' {
+			i = skipWS(data, i+1)
+		}
+	}
+	return raw, found, true
+}
+
 // idField reads the one required id field of a request.
 func idField(data json.RawMessage, field string) (string, error) {
-	var m map[string]json.RawMessage
-	if err := decode(data, &m); err != nil {
-		return "", err
+	raw, ok, scanned := scanField(data, field)
+	if !scanned {
+		var m map[string]json.RawMessage
+		if err := decode(data, &m); err != nil {
+			return "", err
+		}
+		raw, ok = m[field]
 	}
-	raw, ok := m[field]
 	if !ok || string(raw) == "null" {
 		return "", Errorf(400, "%s: required", field)
 	}

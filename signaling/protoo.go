@@ -427,6 +427,13 @@ func (e *encoder) release() {
 	}
 }
 
+// ourJSON is JSON this package encoded itself: written as is, unlike a
+// json.RawMessage, which is checked first.
+type ourJSON []byte
+
+// MarshalJSON makes ourJSON encode as itself elsewhere (the HTTP API).
+func (j ourJSON) MarshalJSON() ([]byte, error) { return j, nil }
+
 var errInvalidRaw = errors.New("signaling: data is a json.RawMessage that is not valid JSON")
 
 // writeData appends data as JSON: nil, an empty json.RawMessage and anything
@@ -437,6 +444,9 @@ func (e *encoder) writeData(data any) error {
 	switch d := data.(type) {
 	case nil:
 		e.buf.WriteString("{}")
+		return nil
+	case ourJSON:
+		e.buf.Write(d)
 		return nil
 	case json.RawMessage:
 		if len(d) == 0 || isLit(bytes.TrimSpace(d), "null") {

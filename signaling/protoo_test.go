@@ -237,3 +237,31 @@ func BenchmarkEncodeNotification(b *testing.B) {
 		}
 	}
 }
+
+// idField's scanner reads what decoding the whole object would.
+func TestScanFieldAgreesWithDecode(t *testing.T) {
+	for _, data := range []string{
+		`{}`, `{"transportId":"t1"}`, ` { "a" : [1,{"transportId":"no"}] , "transportId" : "t2" } `,
+		`{"transportId":"t1","transportId":"t3"}`, `{"transportId":null}`, `{"transportId":5}`,
+		`{"x":{"transportId":"nested"}}`, `{"transportId":"a\"b"}`, `{"transport\u0049d":"escaped"}`,
+		`[]`, `{"transportId":"t1"`, `"s"`, ``, `{"transportId":"é\u00e9"}`,
+	} {
+		raw, found, scanned := scanField([]byte(data), "transportId")
+		var m map[string]json.RawMessage
+		err := json.Unmarshal([]byte(data), &m)
+		if !scanned {
+			if err == nil && !strings.Contains(data, `\u0049`) && data[0] == '{' {
+				t.Errorf("%s: not scanned, but it is an object", data)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: scanned, but not an object: %v", data, err)
+			continue
+		}
+		want, ok := m["transportId"]
+		if found != ok || string(raw) != string(want) {
+			t.Errorf("%s: scanned %q (found %v), decode %q (found %v)", data, raw, found, want, ok)
+		}
+	}
+}

@@ -5,14 +5,17 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // sendQueue holds a connection's outgoing frames, in order. It grows as
-// frames come (an idle peer's queue holds nothing) up to a limit, and the
-// writer takes everything that waits at once, to write it in one go.
+// frames come (an idle peer's queue holds nothing) up to a limit in bytes,
+// and the writer takes everything that waits at once, to write it in one
+// go.
 type sendQueue struct {
 	mu     sync.Mutex
 	frames [][]byte
+	bytes  int // in frames
 	limit  int
 	// ready has room for one token: "there is something to take".
 	ready chan struct{}
@@ -22,14 +25,16 @@ func newSendQueue(limit int) *sendQueue {
 	return &sendQueue{limit: limit, ready: make(chan struct{}, 1)}
 }
 
-// push queues f; false (and nothing queued) when limit frames already wait.
+// push queues f; false (and nothing queued) when f would take the queue
+// past its limit (a frame alone in the queue is always taken).
 func (q *sendQueue) push(f []byte) bool {
 	q.mu.Lock()
-	if len(q.frames) >= q.limit {
+	if q.bytes+len(f) > q.limit && len(q.frames) > 0 {
 		q.mu.Unlock()
 		return false
 	}
 	q.frames = append(q.frames, f)
+	q.bytes += len(f)
 	q.mu.Unlock()
 	select {
 	case q.ready <- struct{}{}:
@@ -49,6 +54,7 @@ func (q *sendQueue) take(spare [][]byte) [][]byte {
 	q.mu.Lock()
 	out := q.frames
 	q.frames = spare[:0]
+	q.bytes = 0
 	q.mu.Unlock()
 	return out
 }
@@ -64,9 +70,26 @@ const maxKeptBatch = 256
 // with one system call: frames that queued up go out together.
 type batchConn struct {
 	net.Conn
-	mu     sync.Mutex
+	mu     sync.Mutex // held across writes
 	corked bool
 	buf    *[]byte
+
+	// Not mu: the deadline is how a write blocked on a client that does
+	// not read is ended (the slow-consumer close).
+	dmu      sync.Mutex
+	deadline time.Time // the write deadline last set
+}
+
+// SetWriteDeadline passes t on unless it is the deadline already set
+// (gorilla/websocket sets it again for every frame: a timer update each).
+func (b *batchConn) SetWriteDeadline(t time.Time) error {
+	b.dmu.Lock()
+	defer b.dmu.Unlock()
+	if t.Equal(b.deadline) {
+		return nil
+	}
+	b.deadline = t
+	return b.Conn.SetWriteDeadline(t)
 }
 
 // maxBatchBytes: a batch is written out when it grows past this.
@@ -90,6 +113,14 @@ func (b *batchConn) Write(p []byte) (int, error) {
 	}
 	*b.buf = append(*b.buf, p...)
 	return len(p), nil
+}
+
+// SetDeadline sets both deadlines (and keeps SetWriteDeadline's record true).
+func (b *batchConn) SetDeadline(t time.Time) error {
+	b.dmu.Lock()
+	defer b.dmu.Unlock()
+	b.deadline = t
+	return b.Conn.SetDeadline(t)
 }
 
 func (b *batchConn) flushLocked() error {
