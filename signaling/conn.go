@@ -221,7 +221,9 @@ func (c *Conn) RemoteAddr() string { return c.remoteAddr }
 // returned.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
-// Notify queues a notification; it never blocks. It fails when the
+// Notify queues a notification; it never blocks. It goes out within
+// lazyDelay, with the frames queued meanwhile, or sooner with the next
+// response or server request (in order either way). It fails when the
 // connection is closed, when data does not encode, and when the send queue
 // is full (the connection is then closed as a slow consumer).
 func (c *Conn) Notify(method string, data any) error {
@@ -234,7 +236,7 @@ func (c *Conn) Notify(method string, data any) error {
 	if err != nil {
 		return fmt.Errorf("signaling: notification %s: %w", method, err)
 	}
-	return c.enqueue(frame)
+	return c.enqueueFrame(frame, true)
 }
 
 // NotifyShared queues a notification that goes to many peers: it is
@@ -250,7 +252,7 @@ func (c *Conn) NotifyShared(n *room.Notification) error {
 	if err != nil {
 		return fmt.Errorf("signaling: notification %s: %w", n.Method, err)
 	}
-	return c.enqueue(frame)
+	return c.enqueueFrame(frame, true)
 }
 
 // Request sends a server request and waits for the client's answer, ctx,
@@ -331,12 +333,18 @@ func (c *Conn) shutdown(code int, reason string, flush bool) {
 }
 
 func (c *Conn) enqueue(frame []byte) error {
+	return c.enqueueFrame(frame, false)
+}
+
+// enqueueFrame queues a frame; lazy: a notification, which may wait a
+// little for more frames to go with it (sendQueue.pushLazy).
+func (c *Conn) enqueueFrame(frame []byte, lazy bool) error {
 	select {
 	case <-c.closing:
 		return ErrConnClosed
 	default:
 	}
-	if c.out.push(frame) {
+	if lazy && c.out.pushLazy(frame) || !lazy && c.out.push(frame) {
 		return nil
 	}
 	c.log.Warn("send queue full, closing slow consumer", zap.Int("queueBytes", c.limits.SendQueueBytes))

@@ -17,6 +17,8 @@ type sendQueue struct {
 	frames [][]byte
 	bytes  int // in frames
 	limit  int
+	// lazy: in lazyFlush's list, waiting for its tick to wake the writer.
+	lazy bool
 	// ready has room for one token: "there is something to take".
 	ready chan struct{}
 }
@@ -25,9 +27,25 @@ func newSendQueue(limit int) *sendQueue {
 	return &sendQueue{limit: limit, ready: make(chan struct{}, 1)}
 }
 
-// push queues f; false (and nothing queued) when f would take the queue
-// past its limit (a frame alone in the queue is always taken).
+// push queues f and wakes the writer; false (and nothing queued) when f
+// would take the queue past its limit (a frame alone is always taken).
 func (q *sendQueue) push(f []byte) bool {
+	if !q.add(f, false) {
+		return false
+	}
+	q.wake()
+	return true
+}
+
+// pushLazy queues f like push, but leaves the writer asleep until the next
+// tick of lazyFlush (or an urgent push): notifications to a peer that come
+// in quick succession (a room filling up sends every peer a newPeer per
+// joiner) go out together, in one write, instead of one write each.
+func (q *sendQueue) pushLazy(f []byte) bool {
+	return q.add(f, true)
+}
+
+func (q *sendQueue) add(f []byte, lazy bool) bool {
 	q.mu.Lock()
 	if q.bytes+len(f) > q.limit && len(q.frames) > 0 {
 		q.mu.Unlock()
@@ -35,12 +53,22 @@ func (q *sendQueue) push(f []byte) bool {
 	}
 	q.frames = append(q.frames, f)
 	q.bytes += len(f)
+	schedule := lazy && !q.lazy
+	if schedule {
+		q.lazy = true
+	}
 	q.mu.Unlock()
+	if schedule {
+		lazyFlush.add(q)
+	}
+	return true
+}
+
+func (q *sendQueue) wake() {
 	select {
 	case q.ready <- struct{}{}:
 	default: // a token is already there
 	}
-	return true
 }
 
 // take returns every queued frame, oldest first, and leaves the queue
@@ -57,6 +85,53 @@ func (q *sendQueue) take(spare [][]byte) [][]byte {
 	q.bytes = 0
 	q.mu.Unlock()
 	return out
+}
+
+// lazyDelay is how long a notification may wait for the frames that
+// follow it (pushLazy).
+const lazyDelay = 10 * time.Millisecond
+
+// lazyFlush wakes, every lazyDelay, the writers of the queues that have
+// lazily pushed frames waiting. Its goroutine runs only while some do.
+var lazyFlush flusher
+
+type flusher struct {
+	mu      sync.Mutex
+	queues  []*sendQueue
+	running bool
+}
+
+func (l *flusher) add(q *sendQueue) {
+	l.mu.Lock()
+	l.queues = append(l.queues, q)
+	start := !l.running
+	l.running = true
+	l.mu.Unlock()
+	if start {
+		go l.run()
+	}
+}
+
+func (l *flusher) run() {
+	var queues []*sendQueue
+	for {
+		time.Sleep(lazyDelay)
+		l.mu.Lock()
+		queues, l.queues = l.queues, queues[:0]
+		if len(queues) == 0 {
+			l.running = false
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+		for _, q := range queues {
+			q.mu.Lock()
+			q.lazy = false
+			q.mu.Unlock()
+			q.wake()
+		}
+		clear(queues)
+	}
 }
 
 // maxKeptBatch: a batch array larger than this is left to the collector.
