@@ -3,6 +3,7 @@ package room
 import (
 	"context"
 	"errors"
+	"time"
 	"slices"
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
@@ -81,7 +82,7 @@ func (r *Room) routerFor(ctx context.Context, p *Peer, producing bool) (*worker.
 	}
 	p.producing = p.producing || producing
 	rt, full := r.leastLoadedLocked(p)
-	if !full || len(r.routers) >= r.m.maxWorkersPerRoom() {
+	if !full || len(r.routers) >= r.m.maxWorkersPerRoom() || r.growFutileLocked() {
 		p.router = rt
 		r.mu.Unlock()
 		return rt, nil
@@ -146,6 +147,19 @@ func (r *Room) leastLoadedLocked(p *Peer) (*worker.Router, bool) {
 	return best, load[best] >= budget || load[best]+consumes(p) > budget
 }
 
+// growFutileLocked: a grow found no worker to add a moment ago and the room
+// has as many routers as then. In a room filling up, every new peer finds
+// the routers full: without this each would queue for growMu (and scan the
+// room twice more under r.mu) only to learn again that there is none.
+// r.mu held.
+func (r *Room) growFutileLocked() bool {
+	return len(r.routers) == r.noWorkerRouters && time.Since(r.noWorkerAt) < noWorkerRetry
+}
+
+// noWorkerRetry: how long a room takes "no worker to grow onto" for granted
+// (a worker may come back, or another room release one).
+const noWorkerRetry = time.Second
+
 // grow adds a router on a worker the room does not use yet and places p on
 // it (or on the least-loaded router if another grow made room meanwhile).
 func (r *Room) grow(ctx context.Context, p *Peer) (*worker.Router, error) {
@@ -167,6 +181,11 @@ func (r *Room) grow(ctx context.Context, p *Peer) (*worker.Router, error) {
 	}
 	r.mu.Unlock()
 	rt, err := r.m.pool.CreateRouterExcept(ctx, r.routerOptions(), used)
+	if errors.Is(err, worker.ErrNoWorker) {
+		r.mu.Lock()
+		r.noWorkerAt, r.noWorkerRouters = time.Now(), len(used)
+		r.mu.Unlock()
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
 	"github.com/mediasoup-server/mediasoup-server/worker"
@@ -24,6 +25,9 @@ type Room struct {
 	audioObserver *mediasoup.RtpObserver
 	speakerObs    *mediasoup.RtpObserver
 	growMu        sync.Mutex // one router added at a time (spread.go)
+	// The last grow that found no worker: when, and the routers then (r.mu).
+	noWorkerAt      time.Time
+	noWorkerRouters int
 	// prodMu: consumes hold it for reading, producer closes for writing
 	// (see consuming).
 	prodMu sync.RWMutex

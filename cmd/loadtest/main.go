@@ -37,6 +37,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"syscall"
@@ -45,6 +47,9 @@ import (
 )
 
 func main() {
+	// The generator shares the machine's cores with the server it measures:
+	// it trades memory for less garbage-collection CPU.
+	debug.SetGCPercent(400)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
@@ -55,6 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var cfg Config
 	var asJSON, quiet bool
+	var cpuProfile string
 	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:4443", "the server's WebSocket URL")
 	fs.IntVar(&cfg.Rooms, "rooms", 1, "number of rooms")
 	fs.IntVar(&cfg.Peers, "peers", 4, "peers per room")
@@ -73,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.RtcPort, "rtc-port", 0, "mode floor: worker i's WebRtcServer listens on 127.0.0.1 port N+i (0: any free port)")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "no progress bar")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file (is the generator the limit?)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: loadtest [flags]\n\nPuts -rooms × -peers peers on a running mediasoup-server and reports latencies, the full-mesh time, throughput and CPU/RSS.\n\nflags:")
 		fs.PrintDefaults()
@@ -93,6 +100,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := cfg.check(); err != nil {
 		fmt.Fprintln(stderr, "loadtest:", err)
 		return 2
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "loadtest: -cpuprofile:", err)
+			return 2
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	rep, err := Run(ctx, cfg)
 	if rep == nil {
