@@ -3,8 +3,8 @@ package room
 import (
 	"context"
 	"errors"
-	"time"
 	"slices"
+	"time"
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
 	"github.com/mediasoup-server/mediasoup-server/worker"
