@@ -202,7 +202,7 @@ func (p *Peer) Consume(ctx context.Context, transportID, producerID string) (*Co
 		return nil, errorf(ErrBadRequest, "cannot consume producer %q with the given rtpCapabilities", producerID)
 	}
 	var c *mediasoup.Consumer
-	err = r.consuming(func() (err error) {
+	err = r.consuming(producerID, func() (err error) {
 		c, err = t.ConsumeContext(ctx, &mediasoup.ConsumerOptions{
 			ProducerId: producerID, RtpCapabilities: caps,
 			AppData: mediasoup.H{"peerId": p.id, "producerPeerId": owner.id},

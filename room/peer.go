@@ -519,7 +519,7 @@ func (p *Peer) ProducerOp(ctx context.Context, op, producerID string) error {
 	}
 	switch op {
 	case "close":
-		p.room.closingProducers(func() { err = pr.CloseContext(ctx) })
+		p.room.closingProducers([]string{pr.Id()}, func() { err = pr.CloseContext(ctx) })
 	case "pause":
 		err = pr.PauseContext(ctx)
 	case "resume":
@@ -617,7 +617,7 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 		return
 	}
 	var c *mediasoup.Consumer
-	err := r.consuming(func() (err error) {
+	err := r.consuming(producer.Id(), func() (err error) {
 		c, err = t.ConsumeContext(wctx, &mediasoup.ConsumerOptions{
 			ProducerId: producer.Id(), RtpCapabilities: caps, Paused: true,
 			AppData: mediasoup.H{"peerId": p.id, "producerPeerId": owner.id},
@@ -721,14 +721,23 @@ func (p *Peer) Close() {
 	for _, t := range p.transports {
 		transports = append(transports, t)
 	}
+	// No producer is added once closed is set (adopt): these are all the
+	// producers closing with the transports.
+	producers := make([]string, 0, len(p.producers))
+	for id := range p.producers {
+		producers = append(producers, id)
+	}
 	r.mu.Unlock()
 	if wasJoined {
 		r.broadcast(p, "peerClosed", mediasoup.H{"peerId": p.id})
 	}
 	// Closing the transports closes their producers, consumers and data
 	// objects; consumers of this peer's producers on other peers close with
-	// them and those peers get consumerClosed / dataConsumerClosed.
-	r.closingProducers(func() {
+	// them and those peers get consumerClosed / dataConsumerClosed. Only
+	// this peer's producers close: consumes of other producers it has in
+	// flight on these transports need no lock (ConsumeContext then returns
+	// ErrTransportClosed, and unlocks).
+	r.closingProducers(producers, func() {
 		for _, t := range transports {
 			ctx, cancel := workerContext()
 			err := t.CloseContext(ctx)

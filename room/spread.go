@@ -338,7 +338,7 @@ func (r *Room) pipePair(ctx context.Context, from, to *worker.Router) (*pipePair
 // with the same id on the remote one; pause, resume and close follow.
 func (r *Room) pipeMedia(ctx context.Context, id string, pair *pipePair, forget func()) error {
 	var pc *mediasoup.Consumer
-	err := r.consuming(func() (err error) {
+	err := r.consuming(id, func() (err error) {
 		pc, err = pair.local.ConsumeContext(ctx, &mediasoup.ConsumerOptions{ProducerId: id})
 		return err
 	})
@@ -353,11 +353,11 @@ func (r *Room) pipeMedia(ctx context.Context, id string, pair *pipePair, forget 
 		_ = pc.Close()
 		return workerError("pipe produce", err)
 	}
-	// Closing the piped copy is a producer close (see Room.consuming); this
-	// runs on mediasoup-go's channel goroutine, hence the goroutine.
+	// Closing the piped copy is a close of producer id (see Room.consuming);
+	// this runs on mediasoup-go's channel goroutine, hence the goroutine.
 	pc.OnClose(func(context.Context) {
 		forget()
-		go r.closingProducers(func() { _ = pp.Close() })
+		go r.closingProducers([]string{id}, func() { _ = pp.Close() })
 	})
 	pp.OnClose(func(context.Context) { forget(); _ = pc.Close() })
 	pc.OnProducerPause(func(context.Context) { _ = pp.Pause() })
@@ -424,10 +424,11 @@ func (r *Room) releaseRouter(rt *worker.Router) {
 }
 
 // closeRouter closes one of the room's routers. Closing a router closes
-// the producers on it: a producer close (see Room.consuming).
+// the producers on it, whichever they are: it waits for every consume in
+// the room (see Room.consuming).
 func (r *Room) closeRouter(rt *worker.Router) {
-	r.prodMu.Lock()
-	defer r.prodMu.Unlock()
+	r.routerMu.Lock()
+	defer r.routerMu.Unlock()
 	ctx, cancel := workerContext()
 	defer cancel()
 	if err := rt.CloseContext(ctx); err != nil {

@@ -3,6 +3,7 @@ package room
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,9 +29,11 @@ type Room struct {
 	// The last grow that found no worker: when, and the routers then (r.mu).
 	noWorkerAt      time.Time
 	noWorkerRouters int
-	// prodMu: consumes hold it for reading, producer closes for writing
-	// (see consuming).
-	prodMu sync.RWMutex
+	// routerMu and prodLocks keep a producer from closing while one of its
+	// consumers is being created (see consuming): a router close holds
+	// routerMu for writing, a producer close its id's lock in prodLocks.
+	routerMu  sync.RWMutex
+	prodLocks producerLocks
 
 	mu       sync.Mutex
 	closed   bool
@@ -244,27 +247,62 @@ func lookup[T any](r *Room, p *Peer, m map[string]T, kind, id string) (T, error)
 
 func (r *Room) String() string { return fmt.Sprintf("room %q", r.id) }
 
-// consuming runs a Consume on a transport with no producer of the room
-// closing meanwhile. mediasoup-go's Transport.ConsumeContext (v2.4.1, still in
-// v2.6.0: worker's TestUpstreamConsumeLeavesTransportLockedWhenProducerCloses)
-// returns "original Producer closed" without unlocking the transport when the
+// consuming runs f, a Consume of producer producerID on a transport, with
+// that producer closing nowhere in the room meanwhile: neither the producer
+// itself nor a copy of it piped to another router (same id), by itself or
+// with its transport or router. mediasoup-go's Transport.ConsumeContext
+// (v2.4.1, still in v2.6.0: worker's
+// TestUpstreamConsumeLeavesTransportLockedWhenProducerCloses) returns
+// "original Producer closed" without unlocking the transport when the
 // producer closed between the worker's answer and its check; that transport
 // then blocks forever (its next Consume, its Close, the peer's leave, the
-// room's close). Every producer close of the room takes prodMu for writing
-// (closingProducers), so that branch is never taken. Never nest: consuming
-// must not be called with prodMu held.
-func (r *Room) consuming(f func() error) error {
-	r.prodMu.RLock()
-	defer r.prodMu.RUnlock()
+// room's close). Every producer close holds that producer's lock for writing
+// (closingProducers) and every router close holds routerMu for writing
+// (closeRouter), so that branch is never taken.
+//
+// The lock is per producer id so that a producer's close (or its peer's
+// leave) waits only for the consumes of that producer, and delays no other
+// consume in the room: Go's RWMutex makes new readers wait behind a waiting
+// writer, which a room-wide lock did to every consume of the room. Only a
+// router close, which closes whatever producers are on the router, still
+// takes the whole room (rare: the room closing, a router released).
+//
+// Never nest: consuming must not be called inside consuming or
+// closingProducers, nor with routerMu held; a recursive RLock deadlocks as
+// soon as a writer waits.
+func (r *Room) consuming(producerID string, f func() error) error {
+	r.routerMu.RLock()
+	defer r.routerMu.RUnlock()
+	pl := r.prodLocks.get(producerID)
+	pl.RLock()
+	defer func() {
+		pl.RUnlock()
+		r.prodLocks.put(producerID, pl)
+	}()
 	return f()
 }
 
-// closingProducers runs f, which may close producers, with no Consume in
-// flight (see consuming). Never call it on mediasoup-go's channel goroutine
-// (its event callbacks): a Consume waiting for the worker's answer would
-// wait for that very goroutine.
-func (r *Room) closingProducers(f func()) {
-	r.prodMu.Lock()
-	defer r.prodMu.Unlock()
+// closingProducers runs f, which may close the producers ids and no other,
+// with no Consume of them in flight (see consuming). Their locks are taken in
+// id order, so two closers never deadlock. It holds routerMu for reading
+// too: a router close still waits for producer closes, as it did when one
+// room lock did both. Never call it on mediasoup-go's channel goroutine (its
+// event callbacks): a Consume waiting for the worker's answer would wait for
+// that very goroutine. Never nest it either (see consuming).
+func (r *Room) closingProducers(ids []string, f func()) {
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	r.routerMu.RLock()
+	defer r.routerMu.RUnlock()
+	locks := make([]*producerLock, len(ids))
+	for i, id := range ids {
+		locks[i] = r.prodLocks.get(id)
+		locks[i].Lock()
+	}
+	defer func() {
+		for i, id := range ids {
+			locks[i].Unlock()
+			r.prodLocks.put(id, locks[i])
+		}
+	}()
 	f()
 }

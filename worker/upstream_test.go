@@ -93,7 +93,7 @@ func blocks(f func(), d time.Duration) bool {
 // returns "original Producer closed" WITHOUT unlocking the transport
 // (transport.go:947-951). Every later call that takes the transport's lock
 // (Closed, Consume, Close) then blocks forever. Workaround kept: room's
-// prodMu (room/state.go, consuming and closingProducers) never lets a
+// producer locks (room/state.go, consuming and closingProducers) never let a
 // producer of the room close while one of its consumers is being created.
 //
 // The window is made wide: the worker is stopped (SIGSTOP) while the consume
@@ -143,7 +143,7 @@ func TestUpstreamConsumeLeavesTransportLockedWhenProducerCloses(t *testing.T) {
 		}
 		if !blocks(func() { receiver.Closed() }, time.Second) {
 			t.Fatalf("attempt %d: Consume returned %q and the transport is not locked: fixed upstream? "+
-				"Then room's prodMu can go", i, res.err)
+				"Then room's producer locks can go", i, res.err)
 		}
 		t.Logf("reproduced on attempt %d: Consume returned %q, the transport stays locked", i, res.err)
 		// Closing the worker would block on that lock too (its routers close
