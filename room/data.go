@@ -36,12 +36,14 @@ func (p *Peer) ProduceData(ctx context.Context, req ProduceDataRequest) (string,
 		return "", nil, workerError("produceData", err)
 	}
 	var targets []*Peer
-	if !adopt(p, p.dataProds, d, func() { targets = r.joinedPeersLocked(p) }) {
+	if !adopt(p, p.dataProds, d, func() { targets = r.joinedLocked() }) {
 		return "", nil, ErrPeerClosed
 	}
 	return d.Id(), func() {
 		for _, q := range targets {
-			r.m.spawn(func() { q.consumeData(p, d) })
+			if q != p {
+				r.m.spawn(func() { q.consumeData(p, d) })
+			}
 		}
 	}, nil
 }

@@ -140,8 +140,7 @@ func (p *Peer) Join(req JoinRequest) ([]PeerInfo, After, error) {
 		p.infoJSON = b
 	}
 	p.rtpCaps, p.sctpCaps = CloneRtpCapabilities(req.RtpCapabilities), req.SctpCapabilities
-	others := r.joinedPeersLocked(p)
-	infos := make([]PeerInfo, 0, len(others))
+	others := r.joinedLocked()
 	type prod struct {
 		owner *Peer
 		p     *mediasoup.Producer
@@ -153,7 +152,6 @@ func (p *Peer) Join(req JoinRequest) ([]PeerInfo, After, error) {
 	var prods []prod
 	var dprods []dprod
 	for _, o := range others {
-		infos = append(infos, o.infoLocked())
 		for _, pr := range o.producers {
 			prods = append(prods, prod{o, pr})
 		}
@@ -161,8 +159,16 @@ func (p *Peer) Join(req JoinRequest) ([]PeerInfo, After, error) {
 			dprods = append(dprods, dprod{o, d})
 		}
 	}
+	r.addJoinedLocked(p)
 	me := p.infoLocked()
 	r.mu.Unlock()
+	// What a joined peer shows the others is fixed when it joins: read
+	// without the lock, off the snapshot (a room filling up would otherwise
+	// hold r.mu for O(peers) per joiner).
+	infos := make([]PeerInfo, len(others))
+	for i, o := range others {
+		infos[i] = o.infoLocked()
+	}
 	p.log.Info("joined", zap.String("displayName", req.DisplayName), zap.Int("others", len(others)))
 	// Each consume waits for the client's answer to newConsumer, which may
 	// come only after the client's own next requests: never block After.
@@ -465,7 +471,7 @@ func (p *Peer) Produce(ctx context.Context, req ProduceRequest) (string, After, 
 	}
 	var targets []*Peer
 	// Same lock as the map insert, so each peer consumes it exactly once: see Join.
-	if !adopt(p, p.producers, pr, func() { targets = r.joinedPeersLocked(p) }) {
+	if !adopt(p, p.producers, pr, func() { targets = r.joinedLocked() }) {
 		return "", nil, ErrPeerClosed
 	}
 	pr.OnScore(func(score []mediasoup.ProducerScore) {
@@ -486,7 +492,9 @@ func (p *Peer) Produce(ctx context.Context, req ProduceRequest) (string, After, 
 	}
 	return pr.Id(), func() {
 		for _, q := range targets {
-			r.m.spawn(func() { q.consume(p, pr) })
+			if q != p {
+				r.m.spawn(func() { q.consume(p, pr) })
+			}
 		}
 	}, nil
 }
@@ -713,6 +721,9 @@ func (p *Peer) Close() {
 	}
 	p.closed = true
 	wasJoined := p.joined
+	if wasJoined {
+		r.removeJoinedLocked(p)
+	}
 	if r.peers[p.id] == p {
 		delete(r.peers, p.id)
 	}

@@ -39,6 +39,7 @@ type Room struct {
 	closed   bool
 	closing  int // peers still closing their transports (the router must outlive them)
 	peers    map[string]*Peer
+	joined   []*Peer               // the joined peers (joinedLocked)
 	owner    map[string]string     // every live object id → the id of the peer owning it
 	routers  []*worker.Router      // one per worker the room uses, r.router first
 	pipes    map[pipeKey]*pipe     // producers and data producers piped to another router
@@ -155,25 +156,32 @@ func (r *Room) admit(peerID string, conn PeerConn, replace bool) (*Peer, error) 
 	return p, nil
 }
 
-// joinedPeers returns the joined peers other than except. r.mu held.
-func (r *Room) joinedPeersLocked(except *Peer) []*Peer {
-	out := make([]*Peer, 0, len(r.peers))
-	for _, q := range r.peers {
-		if q != except && q.joined && !q.closed {
-			out = append(out, q)
-		}
+// joinedLocked returns the joined peers, in the order they joined. The
+// slice is never modified (a join or a leave replaces it), so it may be
+// read after r.mu is released. r.mu held.
+func (r *Room) joinedLocked() []*Peer { return r.joined }
+
+// addJoinedLocked and removeJoinedLocked replace r.joined. r.mu held.
+func (r *Room) addJoinedLocked(p *Peer) {
+	r.joined = append(slices.Clip(r.joined), p)
+}
+
+func (r *Room) removeJoinedLocked(p *Peer) {
+	if i := slices.Index(r.joined, p); i >= 0 {
+		r.joined = slices.Concat(r.joined[:i], r.joined[i+1:])
 	}
-	return out
 }
 
 // broadcast notifies every joined peer but except.
 func (r *Room) broadcast(except *Peer, method string, data any) {
 	r.mu.Lock()
-	peers := r.joinedPeersLocked(except)
+	peers := r.joinedLocked()
 	r.mu.Unlock()
 	n := NewNotification(method, data)
 	for _, q := range peers {
-		q.notifyShared(n)
+		if q != except {
+			q.notifyShared(n)
+		}
 	}
 }
 
