@@ -216,21 +216,34 @@ func (p *Peer) CreateWebRtcTransport(ctx context.Context, req TransportRequest) 
 	appData := withPeerID(req.AppData, p.id)
 	appData["producing"], appData["consuming"] = req.Producing, req.Consuming
 	enableUdp := !req.ForceTcp
-	t, err := rt.CreateWebRtcTransportContext(ctx, &mediasoup.WebRtcTransportOptions{
-		WebRtcServer:                    rt.WebRtcServer,
-		EnableUdp:                       &enableUdp,
-		EnableTcp:                       true,
-		PreferUdp:                       true,
-		EnableSctp:                      true,
-		SctpOptions:                     o.sctpOptions(),
-		InitialAvailableOutgoingBitrate: o.InitialAvailableOutgoingBitrate,
-		AppData:                         appData,
+	var t *mediasoup.Transport
+	err = rt.Worker.Do(ctx, func() (err error) {
+		t, err = rt.CreateWebRtcTransportContext(ctx, &mediasoup.WebRtcTransportOptions{
+			WebRtcServer:                    rt.WebRtcServer,
+			EnableUdp:                       &enableUdp,
+			EnableTcp:                       true,
+			PreferUdp:                       true,
+			EnableSctp:                      true,
+			SctpOptions:                     o.sctpOptions(),
+			InitialAvailableOutgoingBitrate: o.InitialAvailableOutgoingBitrate,
+			AppData:                         appData,
+		})
+		if err != nil {
+			return err
+		}
+		if err := t.SetMaxIncomingBitrateContext(ctx, o.MaxIncomingBitrate); err != nil {
+			p.log.Warn("setMaxIncomingBitrate", zap.Error(err))
+		}
+		if req.Consuming {
+			err := t.EnableTraceEventContext(ctx, []mediasoup.TransportTraceEventType{mediasoup.TransportTraceEventBWE})
+			if err != nil {
+				p.log.Warn("enable BWE trace events", zap.Error(err))
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, workerError("createWebRtcTransport", err)
-	}
-	if err := t.SetMaxIncomingBitrateContext(ctx, o.MaxIncomingBitrate); err != nil {
-		p.log.Warn("setMaxIncomingBitrate", zap.Error(err))
 	}
 	if !adopt(p, p.transports, t, nil) {
 		return nil, ErrPeerClosed
@@ -292,6 +305,19 @@ func withPeerID(appData mediasoup.H, peerID string) mediasoup.H {
 	}
 	out["peerId"] = peerID
 	return out
+}
+
+// do runs f, which sends requests to p's worker, through the worker's
+// bound on requests in flight (worker.Worker.Do).
+func (p *Peer) do(ctx context.Context, f func() error) error {
+	r := p.room
+	r.mu.Lock()
+	rt := p.router
+	r.mu.Unlock()
+	if rt == nil {
+		return f()
+	}
+	return rt.Worker.Do(ctx, f)
 }
 
 // transportAllowed fails when p is closed or has its maximum of transports.
@@ -382,8 +408,7 @@ func (p *Peer) watchTransport(t *mediasoup.Transport, consuming bool) {
 			}()
 		}
 	})
-	if consuming {
-		_ = t.EnableTraceEvent([]mediasoup.TransportTraceEventType{mediasoup.TransportTraceEventBWE})
+	if consuming { // (BWE trace events enabled by CreateWebRtcTransport)
 		t.OnTrace(func(tr *mediasoup.TransportTraceEventData) {
 			if tr.Type != mediasoup.TransportTraceEventBWE || tr.Direction != "out" {
 				return
@@ -410,7 +435,9 @@ func (p *Peer) ConnectWebRtcTransport(ctx context.Context, transportID string, d
 	if err != nil {
 		return err
 	}
-	return workerError("connectWebRtcTransport", t.ConnectContext(ctx, &mediasoup.TransportConnectOptions{DtlsParameters: dtls}))
+	return workerError("connectWebRtcTransport", p.do(ctx, func() error {
+		return t.ConnectContext(ctx, &mediasoup.TransportConnectOptions{DtlsParameters: dtls})
+	}))
 }
 
 // RestartIce returns new ICE parameters for the transport.
@@ -625,12 +652,14 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 		return
 	}
 	var c *mediasoup.Consumer
-	err := r.consuming(producer.Id(), func() (err error) {
-		c, err = t.ConsumeContext(wctx, &mediasoup.ConsumerOptions{
-			ProducerId: producer.Id(), RtpCapabilities: caps, Paused: true,
-			AppData: mediasoup.H{"peerId": p.id, "producerPeerId": owner.id},
+	err := workerDo(to, func(wctx context.Context) error {
+		return r.consuming(producer.Id(), func() (err error) {
+			c, err = t.ConsumeContext(wctx, &mediasoup.ConsumerOptions{
+				ProducerId: producer.Id(), RtpCapabilities: caps, Paused: true,
+				AppData: mediasoup.H{"peerId": p.id, "producerPeerId": owner.id},
+			})
+			return err
 		})
-		return err
 	})
 	if err != nil {
 		if errors.Is(err, mediasoup.ErrNotFound) { // the producer closed meanwhile
@@ -674,9 +703,7 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 		_ = c.Close()
 		return
 	}
-	rctx, rcancel := workerContext()
-	defer rcancel()
-	if err := c.ResumeContext(rctx); err != nil && !c.Closed() {
+	if err := workerDo(to, c.ResumeContext); err != nil && !c.Closed() {
 		// Not found: the worker closed it (its producer closed) before
 		// mediasoup-go heard; the consumerClosed notification follows.
 		if errors.Is(err, mediasoup.ErrNotFound) {

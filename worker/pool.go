@@ -120,6 +120,29 @@ type Worker struct {
 	gen       uint64 // bumped on every spawn; load counts of older generations are ignored
 
 	routers, transports, producers, consumers atomic.Int64
+
+	inflight chan struct{} // Do's slots
+}
+
+// MaxInFlight bounds the requests in flight to one worker through Do.
+// mediasoup-go sends every request of a worker under one mutex, which its
+// response reader takes too: with hundreds of requests queued on it (a room
+// of 2,000 filling up at once), every response waited behind them, and
+// worker round trips took a quarter of a second with the worker idle.
+// Requests beyond this wait their turn here instead, where they hold up no
+// response.
+const MaxInFlight = 128
+
+// Do runs f, which sends requests to this worker, once fewer than
+// MaxInFlight others are running; ctx bounds the wait.
+func (w *Worker) Do(ctx context.Context, f func() error) error {
+	select {
+	case w.inflight <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-w.inflight }()
+	return f()
 }
 
 // Router is a router placed on a worker by the pool, with the WebRtcServer
@@ -186,7 +209,7 @@ func New(opts Options) (*Pool, error) {
 	}
 	p.slog = newMediasoupLogger(opts.Logger)
 	for i := range opts.Count {
-		w := &Worker{pool: p, index: i, port: opts.RtcPort + i, state: StateStarting}
+		w := &Worker{pool: p, index: i, port: opts.RtcPort + i, state: StateStarting, inflight: make(chan struct{}, MaxInFlight)}
 		p.slots = append(p.slots, w)
 	}
 	for _, w := range p.slots {
