@@ -993,3 +993,10 @@ func pendingFailClosed(t *testing.T, errs <-chan error, n int) {
 		}
 	}
 }
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

@@ -11,6 +11,7 @@ import (
 
 	mediasoup "github.com/jiyeyuran/mediasoup-go/v2"
 	"github.com/mediasoup-server/mediasoup-server/room"
+	"github.com/mediasoup-server/mediasoup-server/signaling/protoo"
 )
 
 // handler serves one client method for one peer. after, when not nil, runs
@@ -154,7 +155,7 @@ func handleJoin(_ context.Context, p *room.Peer, data json.RawMessage) (any, roo
 		}
 		b = append(b, j...)
 	}
-	return ourJSON(append(b, "]}"...)), after, nil
+	return protoo.Trusted(append(b, "]}"...)), after, nil
 }
 
 func handleCreateWebRtcTransport(ctx context.Context, p *room.Peer, data json.RawMessage) (any, room.After, error) {
@@ -365,38 +366,9 @@ func statsOf(field string, get func(*room.Peer, context.Context, string) (any, e
 	}
 }
 
-// scanField finds the value of a top-level key of data, a JSON object as
-// ParseMessage hands it over (valid JSON; the last of repeated keys
-// counts), without decoding the rest. scanned is false when data is not
-// such an object or a key is escaped: the caller decodes it instead.
-func scanField(data []byte, field string) (raw []byte, found, scanned bool) {
-	i := skipWS(data, 0)
-	if i >= len(data) || data[i] != '{' || !json.Valid(data) {
-		return nil, false, false
-	}
-	i = skipWS(data, i+1)
-	for i < len(data) && data[i] == '"' {
-		ke := stringEnd(data, i)
-		key := data[i+1 : ke]
-		if bytes.IndexByte(key, '\\') >= 0 {
-			return nil, false, false
-		}
-		i = skipWS(data, skipWS(data, ke+1)+1) // past ':'
-		ve := valueEnd(data, i)
-		if string(key) == field {
-			raw, found = data[i:ve], true
-		}
-		i = skipWS(data, ve)
-		if i < len(data) && data[i] == ',' {
-			i = skipWS(data, i+1)
-		}
-	}
-	return raw, found, true
-}
-
 // idField reads the one required id field of a request.
 func idField(data json.RawMessage, field string) (string, error) {
-	raw, ok, scanned := scanField(data, field)
+	raw, ok, scanned := protoo.Field(data, field)
 	if !scanned {
 		var m map[string]json.RawMessage
 		if err := decode(data, &m); err != nil {

@@ -1,4 +1,8 @@
-package signaling
+// Package protoo is the protoo wire codec (the framing of requests,
+// responses and notifications that protoo-client speaks, PROTOCOL.md §1):
+// parsing a frame into a Message and encoding frames. The server
+// (signaling) and the Go client (client) share it.
+package protoo
 
 import (
 	"bytes"
@@ -389,6 +393,35 @@ func parseErrorReason(v []byte) string {
 	return string(v)
 }
 
+// Field finds the value of a top-level key of data, a JSON object as
+// ParseMessage hands it over in Message.Data (valid JSON; the last of repeated keys
+// counts), without decoding the rest. scanned is false when data is not
+// such an object or a key is escaped: the caller decodes it instead.
+func Field(data []byte, field string) (raw []byte, found, scanned bool) {
+	i := skipWS(data, 0)
+	if i >= len(data) || data[i] != '{' || !json.Valid(data) {
+		return nil, false, false
+	}
+	i = skipWS(data, i+1)
+	for i < len(data) && data[i] == '"' {
+		ke := stringEnd(data, i)
+		key := data[i+1 : ke]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			return nil, false, false
+		}
+		i = skipWS(data, skipWS(data, ke+1)+1) // past ':'
+		ve := valueEnd(data, i)
+		if string(key) == field {
+			raw, found = data[i:ve], true
+		}
+		i = skipWS(data, ve)
+		if i < len(data) && data[i] == ',' {
+			i = skipWS(data, i+1)
+		}
+	}
+	return raw, found, true
+}
+
 // ---- encoding ----
 
 // encoder is a pooled buffer with a json.Encoder writing into it.
@@ -427,14 +460,14 @@ func (e *encoder) release() {
 	}
 }
 
-// ourJSON is JSON this package encoded itself: written as is, unlike a
+// Trusted is JSON the server encoded itself: written as is, unlike a
 // json.RawMessage, which is checked first.
-type ourJSON []byte
+type Trusted []byte
 
-// MarshalJSON makes ourJSON encode as itself elsewhere (the HTTP API).
-func (j ourJSON) MarshalJSON() ([]byte, error) { return j, nil }
+// MarshalJSON makes Trusted encode as itself through encoding/json too.
+func (j Trusted) MarshalJSON() ([]byte, error) { return j, nil }
 
-var errInvalidRaw = errors.New("signaling: data is a json.RawMessage that is not valid JSON")
+var errInvalidRaw = errors.New("protoo: data is a json.RawMessage that is not valid JSON")
 
 // writeData appends data as JSON: nil, an empty json.RawMessage and anything
 // that encodes as null become {}. A json.RawMessage is checked and copied as
@@ -445,7 +478,7 @@ func (e *encoder) writeData(data any) error {
 	case nil:
 		e.buf.WriteString("{}")
 		return nil
-	case ourJSON:
+	case Trusted:
 		e.buf.Write(d)
 		return nil
 	case json.RawMessage:

@@ -1,4 +1,4 @@
-package signaling
+package protoo
 
 import (
 	"encoding/json"
@@ -238,15 +238,15 @@ func BenchmarkEncodeNotification(b *testing.B) {
 	}
 }
 
-// idField's scanner reads what decoding the whole object would.
-func TestScanFieldAgreesWithDecode(t *testing.T) {
+// Field reads what decoding the whole object would.
+func TestFieldAgreesWithDecode(t *testing.T) {
 	for _, data := range []string{
 		`{}`, `{"transportId":"t1"}`, ` { "a" : [1,{"transportId":"no"}] , "transportId" : "t2" } `,
 		`{"transportId":"t1","transportId":"t3"}`, `{"transportId":null}`, `{"transportId":5}`,
 		`{"x":{"transportId":"nested"}}`, `{"transportId":"a\"b"}`, `{"transport\u0049d":"escaped"}`,
 		`[]`, `{"transportId":"t1"`, `"s"`, ``, `{"transportId":"é\u00e9"}`,
 	} {
-		raw, found, scanned := scanField([]byte(data), "transportId")
+		raw, found, scanned := Field([]byte(data), "transportId")
 		var m map[string]json.RawMessage
 		err := json.Unmarshal([]byte(data), &m)
 		if !scanned {
