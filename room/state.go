@@ -319,13 +319,14 @@ func (r *Room) closingProducers(ids []string, f func()) {
 // waits for a turn on its worker (worker.Worker.Do).
 const workerQueueTimeout = 30 * time.Second
 
-// workerDo runs f on rt's worker once it has a turn (worker.Worker.Do),
-// with a worker context (WorkerRequestTimeout) that starts then: a request
-// that queued behind others in a stampede still gets its full time.
+// workerDo runs f, background work (a consume, a resume), on rt's worker
+// once it has a turn (worker.Worker.DoBackground), with a worker context
+// (WorkerRequestTimeout) that starts then: a request that queued behind
+// others in a stampede still gets its full time.
 func workerDo(rt *worker.Router, f func(ctx context.Context) error) error {
 	qctx, qcancel := context.WithTimeout(context.Background(), workerQueueTimeout)
 	defer qcancel()
-	return rt.Worker.Do(qctx, func() error {
+	return rt.Worker.DoBackground(qctx, func() error {
 		ctx, cancel := workerContext()
 		defer cancel()
 		return f(ctx)

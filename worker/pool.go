@@ -121,7 +121,8 @@ type Worker struct {
 
 	routers, transports, producers, consumers atomic.Int64
 
-	inflight chan struct{} // Do's slots
+	inflight   chan struct{} // Do's slots
+	background chan struct{} // DoBackground's
 }
 
 // MaxInFlight bounds the requests in flight to one worker through Do.
@@ -133,6 +134,12 @@ type Worker struct {
 // response.
 const MaxInFlight = 128
 
+// MaxBackground of those may be background work (DoBackground): the
+// consumers a join or a produce creates for the room. A client's own
+// requests (a transport, its connect) then never queue behind a room's
+// fan-out of thousands of consumes.
+const MaxBackground = 48
+
 // Do runs f, which sends requests to this worker, once fewer than
 // MaxInFlight others are running; ctx bounds the wait.
 func (w *Worker) Do(ctx context.Context, f func() error) error {
@@ -143,6 +150,17 @@ func (w *Worker) Do(ctx context.Context, f func() error) error {
 	}
 	defer func() { <-w.inflight }()
 	return f()
+}
+
+// DoBackground is Do for background work: at most MaxBackground at a time.
+func (w *Worker) DoBackground(ctx context.Context, f func() error) error {
+	select {
+	case w.background <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-w.background }()
+	return w.Do(ctx, f)
 }
 
 // Router is a router placed on a worker by the pool, with the WebRtcServer
@@ -209,7 +227,8 @@ func New(opts Options) (*Pool, error) {
 	}
 	p.slog = newMediasoupLogger(opts.Logger)
 	for i := range opts.Count {
-		w := &Worker{pool: p, index: i, port: opts.RtcPort + i, state: StateStarting, inflight: make(chan struct{}, MaxInFlight)}
+		w := &Worker{pool: p, index: i, port: opts.RtcPort + i, state: StateStarting, inflight: make(chan struct{}, MaxInFlight),
+			background: make(chan struct{}, MaxBackground)}
 		p.slots = append(p.slots, w)
 	}
 	for _, w := range p.slots {
