@@ -93,7 +93,14 @@ var fieldNames = [nFields]string{"request", "response", "notification", "id", "m
 // An error response is read leniently so that a pending request always gets
 // its answer: a non-numeric errorCode reads as 0, a non-string errorReason as
 // its JSON text, and its data is ignored.
-func ParseMessage(b []byte) (Message, error) {
+func ParseMessage(b []byte) (Message, error) { return parse(b, false) }
+
+// ParseAnswer is ParseMessage for the frames a server sends: a success
+// response's data may be any JSON value (the stats answers are arrays).
+// The Go client uses it.
+func ParseAnswer(b []byte) (Message, error) { return parse(b, true) }
+
+func parse(b []byte, anyData bool) (Message, error) {
 	var m Message
 	if !utf8.Valid(b) {
 		return m, malformed("not UTF-8")
@@ -168,7 +175,7 @@ func ParseMessage(b []byte) (Message, error) {
 	switch v := raw[fData]; {
 	case v == nil || isLit(v, "null"):
 		m.Data = json.RawMessage{'{', '}'}
-	case v[0] == '{':
+	case v[0] == '{', anyData && m.Kind == KindResponse:
 		m.Data = v
 	default:
 		return Message{}, malformed("data is not an object")

@@ -265,3 +265,22 @@ func TestFieldAgreesWithDecode(t *testing.T) {
 		}
 	}
 }
+
+// ParseAnswer takes a success response whose data is not an object (a stats
+// answer is an array); anything else it reads as ParseMessage does.
+func TestParseAnswer(t *testing.T) {
+	m, err := ParseAnswer([]byte(`{"response":true,"id":7,"ok":true,"data":[{"type":"webrtc-transport"}]}`))
+	if err != nil || m.Kind != KindResponse || m.ID != 7 || string(m.Data) != `[{"type":"webrtc-transport"}]` {
+		t.Fatalf("array answer: %+v, %v", m, err)
+	}
+	if _, err := ParseMessage([]byte(`{"response":true,"id":7,"ok":true,"data":[1]}`)); err == nil {
+		t.Fatal("ParseMessage took an array as a response's data")
+	}
+	for _, f := range []string{
+		`{"notification":true,"method":"m","data":[1]}`, `{"request":true,"id":1,"method":"m","data":"x"}`, `[]`, `{"response":true,"ok":true}`,
+	} {
+		if _, err := ParseAnswer([]byte(f)); err == nil {
+			t.Errorf("ParseAnswer took %s", f)
+		}
+	}
+}
