@@ -217,7 +217,7 @@ func (p *Peer) CreateWebRtcTransport(ctx context.Context, req TransportRequest) 
 	appData["producing"], appData["consuming"] = req.Producing, req.Consuming
 	enableUdp := !req.ForceTcp
 	var t *mediasoup.Transport
-	err = rt.Worker.Do(ctx, func() (err error) {
+	err = workerDoNow(ctx, rt, func(ctx context.Context) (err error) {
 		t, err = rt.CreateWebRtcTransportContext(ctx, &mediasoup.WebRtcTransportOptions{
 			WebRtcServer:                    rt.WebRtcServer,
 			EnableUdp:                       &enableUdp,
@@ -308,16 +308,16 @@ func withPeerID(appData mediasoup.H, peerID string) mediasoup.H {
 }
 
 // do runs f, which sends requests to p's worker, through the worker's
-// bound on requests in flight (worker.Worker.Do).
-func (p *Peer) do(ctx context.Context, f func() error) error {
+// bound on requests in flight (workerDoNow).
+func (p *Peer) do(ctx context.Context, f func(ctx context.Context) error) error {
 	r := p.room
 	r.mu.Lock()
 	rt := p.router
 	r.mu.Unlock()
 	if rt == nil {
-		return f()
+		return f(ctx)
 	}
-	return rt.Worker.Do(ctx, f)
+	return workerDoNow(ctx, rt, f)
 }
 
 // transportAllowed fails when p is closed or has its maximum of transports.
@@ -435,7 +435,7 @@ func (p *Peer) ConnectWebRtcTransport(ctx context.Context, transportID string, d
 	if err != nil {
 		return err
 	}
-	return workerError("connectWebRtcTransport", p.do(ctx, func() error {
+	return workerError("connectWebRtcTransport", p.do(ctx, func(ctx context.Context) error {
 		return t.ConnectContext(ctx, &mediasoup.TransportConnectOptions{DtlsParameters: dtls})
 	}))
 }

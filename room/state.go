@@ -2,6 +2,7 @@ package room
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -330,5 +331,26 @@ func workerDo(rt *worker.Router, f func(ctx context.Context) error) error {
 		ctx, cancel := workerContext()
 		defer cancel()
 		return f(ctx)
+	})
+}
+
+// workerDoNow is workerDo for a client's own request (a transport, its
+// connect): a turn before the background work (worker.Worker.Do). ctx is
+// the request's; its deadline bounds the request's worker calls, not the
+// wait for a turn: f gets a worker context that starts with the turn, and
+// only ctx's cancellation (the client gone) ends the wait early.
+func workerDoNow(ctx context.Context, rt *worker.Router, f func(ctx context.Context) error) error {
+	qctx, qcancel := context.WithTimeout(context.WithoutCancel(ctx), workerQueueTimeout)
+	defer qcancel()
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			qcancel()
+		}
+	})
+	defer stop()
+	return rt.Worker.Do(qctx, func() error {
+		wctx, cancel := context.WithTimeout(qctx, WorkerRequestTimeout)
+		defer cancel()
+		return f(wctx)
 	})
 }

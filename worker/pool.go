@@ -132,13 +132,13 @@ type Worker struct {
 // worker round trips took a quarter of a second with the worker idle.
 // Requests beyond this wait their turn here instead, where they hold up no
 // response.
-const MaxInFlight = 128
+const MaxInFlight = 32
 
 // MaxBackground of those may be background work (DoBackground): the
 // consumers a join or a produce creates for the room. A client's own
 // requests (a transport, its connect) then never queue behind a room's
 // fan-out of thousands of consumes.
-const MaxBackground = 48
+const MaxBackground = 16
 
 // Do runs f, which sends requests to this worker, once fewer than
 // MaxInFlight others are running; ctx bounds the wait.
