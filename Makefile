@@ -120,7 +120,7 @@ clean:
 BENCH_COUNT ?= 1
 .PHONY: bench
 bench: worker build
-	$(GO) test -run XXX -bench . -benchmem -count $(BENCH_COUNT) ./signaling/ ./room/
+	$(GO) test -run XXX -bench . -benchmem -count $(BENCH_COUNT) ./signaling/... ./room/
 	./cmd/loadtest/sweep.sh
 
 # make reliability: the full reliability suite of RELIABILITY.md (worker
