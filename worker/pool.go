@@ -143,24 +143,23 @@ const MaxBackground = 16
 // Do runs f, which sends requests to this worker, once fewer than
 // MaxInFlight others are running; ctx bounds the wait.
 func (w *Worker) Do(ctx context.Context, f func() error) error {
-	select {
-	case w.inflight <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-w.inflight }()
-	return f()
+	return withSlot(ctx, w.inflight, f)
 }
 
 // DoBackground is Do for background work: at most MaxBackground at a time.
 func (w *Worker) DoBackground(ctx context.Context, f func() error) error {
+	return withSlot(ctx, w.background, func() error { return w.Do(ctx, f) })
+}
+
+// withSlot runs f holding one of slots' places, waiting for one until ctx ends.
+func withSlot(ctx context.Context, slots chan struct{}, f func() error) error {
 	select {
-	case w.background <- struct{}{}:
+	case slots <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { <-w.background }()
-	return w.Do(ctx, f)
+	defer func() { <-slots }()
+	return f()
 }
 
 // Router is a router placed on a worker by the pool, with the WebRtcServer

@@ -535,18 +535,24 @@ func (e *encoder) writeStringSlow(s string) {
 	e.buf.Truncate(e.buf.Len() - 1)
 }
 
-// EncodeResponseOK encodes a success response. data: see EncodeNotification.
-func EncodeResponseOK(id uint64, data any) ([]byte, error) {
-	e := getEncoder()
-	e.buf.WriteString(`{"response":true,"id":`)
-	e.writeUint(id)
-	e.buf.WriteString(`,"ok":true,"data":`)
+// endWithData appends data (writeData) and the closing brace and returns
+// the frame; on an encoding error nothing.
+func (e *encoder) endWithData(data any) ([]byte, error) {
 	if err := e.writeData(data); err != nil {
 		e.release()
 		return nil, err
 	}
 	e.buf.WriteByte('}')
 	return e.finish(), nil
+}
+
+// EncodeResponseOK encodes a success response. data: see EncodeNotification.
+func EncodeResponseOK(id uint64, data any) ([]byte, error) {
+	e := getEncoder()
+	e.buf.WriteString(`{"response":true,"id":`)
+	e.writeUint(id)
+	e.buf.WriteString(`,"ok":true,"data":`)
+	return e.endWithData(data)
 }
 
 // EncodeResponseError encodes an error response.
@@ -571,12 +577,7 @@ func EncodeRequest(id uint64, method string, data any) ([]byte, error) {
 	e.buf.WriteString(`,"method":`)
 	e.writeString(method)
 	e.buf.WriteString(`,"data":`)
-	if err := e.writeData(data); err != nil {
-		e.release()
-		return nil, err
-	}
-	e.buf.WriteByte('}')
-	return e.finish(), nil
+	return e.endWithData(data)
 }
 
 // EncodeNotification encodes a notification. data is encoded with
@@ -588,10 +589,5 @@ func EncodeNotification(method string, data any) ([]byte, error) {
 	e.buf.WriteString(`{"notification":true,"method":`)
 	e.writeString(method)
 	e.buf.WriteString(`,"data":`)
-	if err := e.writeData(data); err != nil {
-		e.release()
-		return nil, err
-	}
-	e.buf.WriteByte('}')
-	return e.finish(), nil
+	return e.endWithData(data)
 }
