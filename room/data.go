@@ -139,6 +139,7 @@ func (p *Peer) ChangeDisplayName(name string) error {
 	}
 	old := p.displayName
 	p.displayName = name
+	p.setInfoJSONLocked()
 	r.mu.Unlock()
 	r.broadcast(p, "peerDisplayNameChanged", mediasoup.H{"peerId": p.id, "displayName": name, "oldDisplayName": old})
 	return nil

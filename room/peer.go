@@ -29,8 +29,8 @@ type PeerInfo struct {
 }
 
 // JSON returns the info encoded as JSON: for a joined peer, the bytes
-// encoded once when it joined (every later joiner's join answer lists it),
-// which the caller must not modify.
+// encoded once when it joined or was last renamed (every later joiner's
+// join answer lists it), which the caller must not modify.
 func (i PeerInfo) JSON() (json.RawMessage, error) {
 	if i.encoded != nil {
 		return i.encoded, nil
@@ -55,7 +55,7 @@ type Peer struct {
 	joined      bool
 	displayName string
 	device      Device
-	infoJSON    json.RawMessage // infoLocked's JSON, encoded when it joined
+	infoJSON    json.RawMessage // infoLocked's JSON, encoded when it joined or was renamed
 	// The client's RTP capabilities, never handed to mediasoup-go as they
 	// are: each consume works on a CloneRtpCapabilities copy.
 	rtpCaps  *mediasoup.RtpCapabilities
@@ -85,6 +85,15 @@ func (p *Peer) Snapshot() (PeerInfo, bool, Counts) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return p.infoLocked(), p.joined, Counts{len(p.transports), len(p.producers), len(p.consumers), len(p.dataProds), len(p.dataConsumes)}
+}
+
+// setInfoJSONLocked encodes the info the others see, once per change (join,
+// rename): every later joiner's answer lists it. r.mu held.
+func (p *Peer) setInfoJSONLocked() {
+	p.infoJSON = nil
+	if b, err := p.infoLocked().JSON(); err == nil {
+		p.infoJSON = b
+	}
 }
 
 func (p *Peer) infoLocked() PeerInfo {
@@ -136,9 +145,7 @@ func (p *Peer) Join(req JoinRequest) ([]PeerInfo, After, error) {
 	}
 	p.joined = true
 	p.displayName, p.device = req.DisplayName, req.Device
-	if b, err := p.infoLocked().JSON(); err == nil {
-		p.infoJSON = b
-	}
+	p.setInfoJSONLocked()
 	p.rtpCaps, p.sctpCaps = CloneRtpCapabilities(req.RtpCapabilities), req.SctpCapabilities
 	others := r.joinedLocked()
 	type prod struct {
@@ -160,15 +167,14 @@ func (p *Peer) Join(req JoinRequest) ([]PeerInfo, After, error) {
 		}
 	}
 	r.addJoinedLocked(p)
-	me := p.infoLocked()
-	r.mu.Unlock()
-	// What a joined peer shows the others is fixed when it joins: read
-	// without the lock, off the snapshot (a room filling up would otherwise
-	// hold r.mu for O(peers) per joiner).
+	// The others' infos, under the lock (a rename changes them), each with
+	// the JSON encoded when it last changed: the O(room) here is copies.
 	infos := make([]PeerInfo, len(others))
 	for i, o := range others {
 		infos[i] = o.infoLocked()
 	}
+	me := p.infoLocked()
+	r.mu.Unlock()
 	p.log.Info("joined", zap.String("displayName", req.DisplayName), zap.Int("others", len(others)))
 	// Each consume waits for the client's answer to newConsumer, which may
 	// come only after the client's own next requests: never block After.
