@@ -77,6 +77,50 @@ type DialOptions struct {
 	// a single goroutine (not the reader goroutine: it may call Request).
 	// Notifications queue up while it runs. data must not be modified.
 	OnNotification func(method string, data json.RawMessage)
+	// OnMessage, when set, sees every valid message the server sends
+	// (requests, responses and notifications) on the reader goroutine, in
+	// arrival order, before the message is handled: before OnRequest runs
+	// for a request, before Request returns for a response, before
+	// OnNotification for a notification. It lets a test check the order of
+	// everything a peer received, which OnRequest (a goroutine per request)
+	// and OnNotification (notifications only) cannot tell. It holds up the
+	// reading: it must return quickly and must not wait for the server.
+	// m.Data must not be modified.
+	OnMessage func(m Message)
+}
+
+// MessageKind tells what a Message is.
+type MessageKind int
+
+// The kinds of the server's messages.
+const (
+	KindRequest MessageKind = iota + 1
+	KindResponse
+	KindNotification
+)
+
+func (k MessageKind) String() string {
+	switch k {
+	case KindRequest:
+		return "request"
+	case KindResponse:
+		return "response"
+	case KindNotification:
+		return "notification"
+	}
+	return fmt.Sprintf("MessageKind(%d)", int(k))
+}
+
+// Message is one message from the server, as DialOptions.OnMessage sees it.
+type Message struct {
+	Kind MessageKind
+	// Method: the request's or the notification's; for a response, the
+	// method of the Request it answers ("" when none is waiting: late or
+	// unknown).
+	Method string
+	// OK is a response's ok (false for requests and notifications).
+	OK   bool
+	Data json.RawMessage // {} when the server sent none
 }
 
 // HandshakeError is returned by Dial when the server answers the WebSocket
@@ -118,13 +162,14 @@ type Conn struct {
 	requestTimeout time.Duration
 	onRequest      func(string, json.RawMessage) (any, error)
 	onNotification func(string, json.RawMessage)
+	onMessage      func(Message)
 	backlogMax     int
 
 	wmu sync.Mutex // serializes data frame writes
 
 	pmu     sync.Mutex
 	nextID  uint64
-	pending map[uint64]chan response // nil once the connection is gone
+	pending map[uint64]pendingRequest // nil once the connection is gone
 
 	nmu      sync.Mutex
 	nseq     uint64
@@ -144,6 +189,12 @@ type Conn struct {
 type response struct {
 	data json.RawMessage
 	err  error
+}
+
+// pendingRequest is a Request waiting for its response.
+type pendingRequest struct {
+	ch     chan response // capacity 1
+	method string
 }
 
 type notification struct {
@@ -254,9 +305,10 @@ func Dial(ctx context.Context, serverURL, roomID, peerID string, opts *DialOptio
 		requestTimeout: opts.RequestTimeout,
 		onRequest:      opts.OnRequest,
 		onNotification: opts.OnNotification,
+		onMessage:      opts.OnMessage,
 		backlogMax:     opts.NotificationBacklog,
 		nextID:         uint64(rand.Int64N(1 << 31)),
-		pending:        make(map[uint64]chan response),
+		pending:        make(map[uint64]pendingRequest),
 		nchanged:       make(chan struct{}),
 		qsignal:        make(chan struct{}, 1),
 		done:           make(chan struct{}),
@@ -332,7 +384,7 @@ func (c *Conn) RequestRaw(ctx context.Context, method string, data any) (json.Ra
 	}
 	id := c.nextID
 	c.nextID++
-	c.pending[id] = ch
+	c.pending[id] = pendingRequest{ch: ch, method: method}
 	c.pmu.Unlock()
 
 	msg, err := json.Marshal(outRequest{Request: true, ID: id, Method: method, Data: payload})
@@ -539,8 +591,8 @@ func (c *Conn) readLoop() {
 	pending := c.pending
 	c.pending = nil
 	c.pmu.Unlock()
-	for _, ch := range pending {
-		ch <- response{err: c.err}
+	for _, pr := range pending {
+		pr.ch <- response{err: c.err}
 	}
 	close(c.done)
 }
@@ -557,27 +609,36 @@ func (c *Conn) handleFrame(b []byte) {
 	switch m.Kind {
 	case protoo.KindResponse:
 		c.pmu.Lock()
-		ch := c.pending[m.ID]
+		pr, ok := c.pending[m.ID]
 		delete(c.pending, m.ID)
 		c.pmu.Unlock()
-		if ch == nil {
+		if c.onMessage != nil {
+			c.onMessage(Message{Kind: KindResponse, Method: pr.method, OK: m.OK, Data: normData(m.Data)})
+		}
+		if !ok {
 			return // late (timed out) or unknown
 		}
 		if m.OK {
-			ch <- response{data: m.Data}
+			pr.ch <- response{data: m.Data}
 		} else {
-			ch <- response{err: &ResponseError{Code: m.ErrorCode, Reason: m.ErrorReason}}
+			pr.ch <- response{err: &ResponseError{Code: m.ErrorCode, Reason: m.ErrorReason}}
 		}
 	case protoo.KindRequest:
 		if m.Method == "" {
 			c.badFrames.Add(1)
 			return
 		}
+		if c.onMessage != nil {
+			c.onMessage(Message{Kind: KindRequest, Method: m.Method, Data: m.Data})
+		}
 		go c.handleRequest(json.RawMessage(strconv.AppendUint(nil, m.ID, 10)), m.Method, m.Data)
 	case protoo.KindNotification:
 		if m.Method == "" {
 			c.badFrames.Add(1)
 			return
+		}
+		if c.onMessage != nil {
+			c.onMessage(Message{Kind: KindNotification, Method: m.Method, Data: m.Data})
 		}
 		c.addNotification(m.Method, m.Data)
 	}

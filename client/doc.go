@@ -69,6 +69,9 @@
 // becomes the response (a nil OnRequest accepts every request with {}).
 // Notifications are passed, in arrival order, to DialOptions.OnNotification on
 // a single goroutine, which may itself call Request.
+// DialOptions.OnMessage, when set, sees every request, response and
+// notification on the reading goroutine, in arrival order, before it is
+// handled: a test that checks the order of everything a peer received uses it.
 //
 // Every notification is also kept in a bounded backlog (the last 1024 by
 // default) that WaitNotification searches, so a test can wait for a
