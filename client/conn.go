@@ -365,39 +365,83 @@ func (c *Conn) Request(ctx context.Context, method string, data any, result any)
 // RequestRaw is Request returning the raw response data ({} when the server
 // sent none).
 func (c *Conn) RequestRaw(ctx context.Context, method string, data any) (json.RawMessage, error) {
+	call, err := c.Go(ctx, method, data)
+	if err != nil {
+		return nil, err
+	}
+	return call.WaitRaw()
+}
+
+// Call is a request sent with Go, waiting for its response.
+type Call struct {
+	c      *Conn
+	method string
+	id     uint64
+	ch     chan response
+	parent context.Context // the caller's
+	ctx    context.Context // parent bounded by the request timeout
+	cancel context.CancelFunc
+}
+
+// Go sends a request as Request does but returns once it is written,
+// without waiting for the response: Wait or WaitRaw gives it. One goroutine's
+// requests sent with Go go out in that order, and the server handles them in
+// that order: a client may send its next request before the answer to the
+// previous one (pipelining, as protoo-client allows). The request timeout
+// runs from Go. A Call must be waited for, to free its timer.
+func (c *Conn) Go(ctx context.Context, method string, data any) (*Call, error) {
 	payload, err := marshalData(data)
 	if err != nil {
 		return nil, fmt.Errorf("client: %s: encoding request data: %w", method, err)
 	}
-	parent := ctx
+	call := &Call{c: c, method: method, ch: make(chan response, 1), parent: ctx, ctx: ctx, cancel: func() {}}
 	if c.requestTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.requestTimeout)
-		defer cancel()
+		call.ctx, call.cancel = context.WithTimeout(ctx, c.requestTimeout)
 	}
 
-	ch := make(chan response, 1)
 	c.pmu.Lock()
 	if c.pending == nil {
 		c.pmu.Unlock()
+		call.cancel()
 		return nil, fmt.Errorf("client: %s: %w", method, c.closedErr())
 	}
-	id := c.nextID
+	call.id = c.nextID
 	c.nextID++
-	c.pending[id] = pendingRequest{ch: ch, method: method}
+	c.pending[call.id] = pendingRequest{ch: call.ch, method: method}
 	c.pmu.Unlock()
 
-	msg, err := json.Marshal(outRequest{Request: true, ID: id, Method: method, Data: payload})
+	msg, err := json.Marshal(outRequest{Request: true, ID: call.id, Method: method, Data: payload})
 	if err == nil {
 		err = c.write(websocket.TextMessage, msg)
 	}
 	if err != nil {
-		c.forget(id)
+		c.forget(call.id)
+		call.cancel()
 		return nil, fmt.Errorf("client: %s: %w", method, err)
 	}
+	return call, nil
+}
 
+// Wait waits for the response to a request sent with Go and decodes its
+// data into result (unless nil), with Request's errors.
+func (call *Call) Wait(result any) error {
+	raw, err := call.WaitRaw()
+	if err != nil || result == nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, result); err != nil {
+		return fmt.Errorf("client: %s: decoding response data: %w", call.method, err)
+	}
+	return nil
+}
+
+// WaitRaw is Wait returning the raw response data ({} when the server sent
+// none).
+func (call *Call) WaitRaw() (json.RawMessage, error) {
+	c, method, id := call.c, call.method, call.id
+	defer call.cancel()
 	select {
-	case r := <-ch:
+	case r := <-call.ch:
 		if r.err != nil {
 			var re *ResponseError
 			if errors.As(r.err, &re) {
@@ -407,9 +451,9 @@ func (c *Conn) RequestRaw(ctx context.Context, method string, data any) (json.Ra
 			return nil, fmt.Errorf("client: %s: %w", method, r.err)
 		}
 		return r.data, nil
-	case <-ctx.Done():
+	case <-call.ctx.Done():
 		c.forget(id)
-		if perr := parent.Err(); perr != nil {
+		if perr := call.parent.Err(); perr != nil {
 			return nil, fmt.Errorf("client: %s (id %d): %w", method, id, perr)
 		}
 		return nil, fmt.Errorf("client: %s (id %d): no response after %v: %w",

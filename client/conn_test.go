@@ -794,3 +794,45 @@ func TestOnMessageInArrivalOrder(t *testing.T) {
 		t.Fatalf("OnMessage saw\n%q\nwant\n%q", seen, want)
 	}
 }
+
+// Go writes the request and returns: the next one goes out behind it before
+// the first is answered, and each Call gets its own answer, in whatever
+// order the answers come.
+func TestGoPipelines(t *testing.T) {
+	s := newTestServer(t, "")
+	c, sc := dial(t, s, nil)
+	ctx := testCtx(t)
+	first, err := c.Go(ctx, "join", map[string]string{"displayName": "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.Go(ctx, "changeDisplayName", map[string]string{"displayName": "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1, m2 := sc.recv(t), sc.recv(t)
+	if m1.Method != "join" || m2.Method != "changeDisplayName" {
+		t.Fatalf("sent %s then %s", m1.Method, m2.Method)
+	}
+	sc.replyError(t, m2, 409, "not joined")
+	sc.reply(t, m1, `{"peers":[]}`)
+	var joined JoinResponse
+	if err := first.Wait(&joined); err != nil || joined.Peers == nil {
+		t.Fatalf("join: %+v, %v", joined, err)
+	}
+	var re *ResponseError
+	if err := second.Wait(nil); !errors.As(err, &re) || re.Code != 409 || re.Method != "changeDisplayName" {
+		t.Fatalf("changeDisplayName: %v", err)
+	}
+
+	// The request timeout runs from Go.
+	c2, sc2 := dial(t, s, &DialOptions{RequestTimeout: 50 * time.Millisecond})
+	call, err := c2.Go(ctx, "slow", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc2.recv(t)
+	if _, err := call.WaitRaw(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("unanswered call: %v", err)
+	}
+}

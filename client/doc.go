@@ -62,6 +62,10 @@
 // when the connection goes away. Request, Notify and the other methods are safe
 // for concurrent use.
 //
+// Go sends a request without waiting for its answer (Call.Wait gives it), so
+// that the next request goes out behind it, as protoo-client allows: the
+// server handles one connection's requests in the order they came.
+//
 // # Server requests and notifications
 //
 // The server sends the requests newConsumer and newDataConsumer. Each one is
