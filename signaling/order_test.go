@@ -24,77 +24,104 @@ import (
 // them, and none is lost or doubled (issue 15). It runs against the real
 // stack: a real worker, the real WebSocket edge, protoo clients on loopback;
 // transports and producers use the synthetic DTLS and RTP parameters of the
-// other protocol tests (and of cmd/loadtest's signaling mode), which the
-// worker accepts without a handshake.
+// other protocol tests (fingerprint, rtpParams; cmd/loadtest's signaling
+// mode does the same), which the worker takes without a handshake.
 //
 // The scenario: a producer peer joins and produces audio and video. Then
-// viewers, each with a consuming transport and accepting every
-// newConsumer, join at the same moment; while they do, the producer pauses
-// and resumes its video producer again and again, some viewers close their
-// socket right after joining (some at once, some once the late ones are
-// joining), and once half the stampede is in, late viewers join, half of
-// them producing audio. Every peer records every message it receives (the
-// client's OnMessage, on the reading goroutine: arrival order).
+// viewers, each with a connected receiving transport and accepting every
+// newConsumer, send their join at the same moment. While they do, the
+// producer pauses and resumes its video producer again and again (until
+// every viewer holds its consumers); each viewer renames itself as soon as
+// its join is answered, so that a peerDisplayNameChanged follows its
+// newPeer in every other peer's queue; some viewers close their socket
+// right after that (half at once, half once the late ones are joining);
+// once half the stampede is in, late viewers join, half of them producing
+// audio. Every peer records every message it receives, in arrival order
+// (client.DialOptions.OnMessage runs on the reading goroutine).
 //
-// The order cannot be compared with a log of what the server meant to send
-// without hooking into the server, so the test checks what order means to a
-// client (what mediasoup-client and the demo app rely on), and each check
+// The server keeps no log of what it meant to send, so the test checks what
+// order means to a client (mediasoup-client, the demo app), and each check
 // breaks when two related messages swap or one goes missing:
 //
 //   - mediasoup-version first;
 //   - for every other peer X: newPeer(X) (or X in the join answer, never
-//     both) before any newConsumer from X, any peerDisplayNameChanged of X
-//     and peerClosed(X); nothing of X after peerClosed(X) but the closing of
-//     X's consumers;
-//   - newConsumer only after the join answer; every consumerPaused,
-//     consumerResumed, consumerClosed, consumerScore and
-//     consumerLayersChanged names a consumer whose newConsumer came before,
-//     and none follows its consumerClosed;
-//   - for the consumer of the toggled video producer, consumerPaused and
+//     both, never twice) before any newConsumer from X, peerDisplayNameChanged
+//     of X and peerClosed(X); nothing of X after peerClosed(X) but the
+//     closing of X's consumers;
+//   - the newConsumers of producers that existed before a peer joined only
+//     after its join answer; every consumerPaused, consumerResumed,
+//     consumerClosed, consumerScore and consumerLayersChanged names a
+//     consumer whose newConsumer came before, and none follows its
+//     consumerClosed;
+//   - for each consumer of the toggled video producer, consumerPaused and
 //     consumerResumed strictly alternate, starting from the opposite of
 //     newConsumer's producerPaused, and end on the producer's final state
-//     (resumed) — a swapped pair shows as two of a kind in a row;
-//   - nothing lost: each remaining peer knows every other remaining peer
-//     exactly once; of each viewer that left it got either nothing or
-//     exactly the newPeer (or join answer) and peerClosed pair, and the pair
-//     whenever the test's own timeline says the two were in the room
-//     together; exactly one newConsumer per producer of the others, no
-//     consumerClosed (no producer closed).
+//     (resumed): a swapped pair shows as two of a kind in a row;
+//   - nothing lost: each remaining peer knows every other remaining peer;
+//     of a viewer that left it got nothing or the announce and peerClosed
+//     pair, and the pair whenever the test's own timeline says they were
+//     in the room together; a rename of a peer that was in the room before
+//     it joined reached it exactly once; exactly one newConsumer per
+//     producer of the others; no consumerClosed (no producer closed).
+//
+// Three races of the room itself (main as of this test; the send path's
+// rewrite does not touch them) produce messages out of that order, and the
+// checks take them as they are, narrowly, counting them in the log
+// (strictRoomRaces fails on them instead):
+//
+//   - a join's answer is queued only once its handler returned, after
+//     Peer.Join took its snapshot of the room, so messages the room
+//     produced for the joiner after that snapshot may overtake the answer:
+//     the checks read the answer where its snapshot was taken (inRoomOrder);
+//   - Peer.Close takes a leaving peer out of the room in one critical
+//     section and picks whom to tell in another, so a peer that joins in
+//     between gets a peerClosed of a peer it never heard of (joinLeaveRace);
+//   - Peer.consume listens to the consumer's producer pause and resume
+//     before it queues newConsumer (reading producerPaused on the way), so
+//     a pause or resume in between is queued before the newConsumer:
+//     taken when it comes right before its newConsumer (consumeRace).
 //
 // To know that everything the room produced for a peer has arrived, the
 // test waits (generous bounds, no wall-clock assertion) until the server
-// has freed every leaving viewer (so their peerClosed were sent) and every
+// has freed every leaving viewer (so their peerClosed went out) and every
 // remaining peer holds what it must, then sends a last notification
-// through the room (peerDisplayNameChanged) and checks each record once
-// that last one arrived: any message the room produced earlier for that
-// peer must be in the record by then.
+// through the room (a rename) and checks each record once that last one
+// arrived: whatever the room produced for that peer before it is in.
 func TestNotificationOrderInStampede(t *testing.T) {
 	const (
-		initial       = 120 // viewers joining at the same moment
+		initial       = 100 // viewers joining at the same moment
 		leavers       = 20  // of them, close their socket right after joining
 		late          = 20  // viewers joining once half of the initial ones are in
 		lateProducers = 10  // of the late ones, produce audio
-		minToggles    = 40  // pause + resume of the video producer, at least, and
-		maxToggles    = 400 // on until every viewer has its consumers, at most
-		roomID        = "stampede"
+		// The producer pauses and resumes its video producer (a pair back
+		// to back), a pair every togglePace, until every viewer holds its
+		// consumers: at least minToggles, at most maxToggles pairs. Paced,
+		// not as fast as the server answers: every pair is 2 × 120
+		// notifications out of the worker, and on a busy machine under
+		// -race a worker channel that falls 4 s behind fails consumes
+		// (room.WorkerRequestTimeout), which is not what this test is about.
+		minToggles = 30
+		maxToggles = 100
+		togglePace = 20 * time.Millisecond
+		roomID     = "stampede"
 	)
 	checkStampedeLeaks(t)
 	e := newEnv(t, 1, func(o *room.Options, l *signaling.Limits) {
 		o.MaxPeersPerRoom = 1 + initial + late
 		l.RequestRate = -1 // the producer toggles as fast as the server answers
 	})
+	s := &stampede{producedAt: map[string]int64{}, producersOf: map[string][]string{}}
 
-	var clock atomic.Int64 // orders the test's own steps across goroutines
 	producer, err := dialRecorder(e, roomID, "producer")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = producer.c.Close() })
-	var audio, video string
+	var audio string
 	if err = producer.setup(true, true); err == nil {
-		if err = producer.join(&clock); err == nil {
-			if audio, err = producer.produce("audio"); err == nil {
-				video, err = producer.produce("video")
+		if err = producer.join(&s.clock); err == nil {
+			if audio, err = producer.produce(s, "audio"); err == nil {
+				s.video, err = producer.produce(s, "video")
 			}
 		}
 	}
@@ -105,7 +132,6 @@ func TestNotificationOrderInStampede(t *testing.T) {
 	// The viewers, ready to join: connected, with a receiving transport
 	// (and the late producers a sending one).
 	viewers := make([]*recorder, initial+late)
-	lateViewers := viewers[initial:]
 	{
 		var wg sync.WaitGroup
 		errs := make(chan error, initial+late)
@@ -139,9 +165,6 @@ func TestNotificationOrderInStampede(t *testing.T) {
 		}
 	}
 	isLeaver := func(i int) bool { return i < initial && i%(initial/leavers) == 0 }
-	isLateProducer := func(v *recorder) bool {
-		return slices.Index(lateViewers, v) >= 0 && slices.Index(lateViewers, v) < lateProducers
-	}
 
 	// The stampede.
 	start := make(chan struct{})
@@ -163,27 +186,29 @@ func TestNotificationOrderInStampede(t *testing.T) {
 		}
 	}
 	var answered atomic.Int32
-	lateAudio := make([]string, lateProducers)
 	var toggled int
-	var wg, viewersWG sync.WaitGroup
-	wg.Add(1)
-	go func() { // the producer
-		defer wg.Done()
+	var producerWG, viewersWG sync.WaitGroup
+	producerWG.Add(1)
+	go func() {
+		defer producerWG.Done()
 		if !wait(start) {
 			return
 		}
+		pace := time.NewTicker(togglePace)
+		defer pace.Stop()
 		for toggled < maxToggles {
 			select {
 			case <-viewersIn:
 				if toggled >= minToggles {
 					return
 				}
+				<-pace.C
 			case <-abort:
 				return
-			default:
+			case <-pace.C:
 			}
 			for _, m := range []string{"pauseProducer", "resumeProducer"} {
-				if err := request(producer.c, m, map[string]string{"producerId": video}, nil); err != nil {
+				if err := request(producer.c, m, map[string]string{"producerId": s.video}, nil); err != nil {
 					fail(fmt.Errorf("producer %s: %w", m, err))
 					return
 				}
@@ -198,7 +223,7 @@ func TestNotificationOrderInStampede(t *testing.T) {
 			if !wait(start) || i >= initial && !wait(lateJoining) {
 				return
 			}
-			if err := v.join(&clock); err != nil {
+			if err := v.joinAndRename(&s.clock); err != nil {
 				fail(err)
 				return
 			}
@@ -209,22 +234,20 @@ func TestNotificationOrderInStampede(t *testing.T) {
 				if (i/(initial/leavers))%2 == 1 && !wait(lateJoining) {
 					return
 				}
-				v.closeSent = clock.Add(1)
+				v.closeSent = s.clock.Add(1)
 				_ = v.c.Close()
 				return
 			}
-			if isLateProducer(v) {
-				id, err := v.produce("audio")
-				if err != nil {
-					fail(fmt.Errorf("%s: %w", v.id, err))
+			if i >= initial && i-initial < lateProducers {
+				if _, err := v.produce(s, "audio"); err != nil {
+					fail(err)
 					return
 				}
-				lateAudio[slices.Index(lateViewers, v)] = id
 			}
 			// In with its consumers of the producer's: the toggling goes
 			// on until every viewer is there.
 			if err := v.await(abort, func(k knowledge) bool {
-				return len(k.byProducer[audio]) > 0 && len(k.byProducer[video]) > 0
+				return len(k.byProducer[audio]) > 0 && len(k.byProducer[s.video]) > 0
 			}); err != nil {
 				fail(fmt.Errorf("%s: no newConsumer of the producer's audio and video: %w", v.id, err))
 			}
@@ -236,39 +259,37 @@ func TestNotificationOrderInStampede(t *testing.T) {
 	}()
 	close(start)
 	viewersWG.Wait()
-	wg.Wait()
+	producerWG.Wait()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
 	}
 
-	// Who stays, who left, and which producers each must consume.
-	var stay, left []*recorder
+	// Who stays, who left.
+	var stay []*recorder
 	for i, v := range viewers {
 		if isLeaver(i) {
-			left = append(left, v)
+			s.left = append(s.left, v)
 		} else {
 			stay = append(stay, v)
 		}
 	}
-	remaining := append([]*recorder{producer}, stay...)
-	producersOf := map[string][]string{producer.id: {audio, video}}
-	for i, id := range lateAudio {
-		producersOf[lateViewers[i].id] = []string{id}
-	}
+	s.remaining = append([]*recorder{producer}, stay...)
+	s.lastRenamers = []*recorder{producer, stay[len(stay)-1]}
+	all := append(slices.Clone(s.remaining), s.left...)
 
 	// The server freed every leaving viewer: their peerClosed went out.
 	waitSaying(t, "the server still holds the leaving viewers' connections", func() string {
-		if n := metricValue(t, e.url, "mediasoup_server_websocket_connections"); n != float64(len(remaining)) {
-			return fmt.Sprintf("%v open, want %d", n, len(remaining))
+		if n := metricValue(t, e.url, "mediasoup_server_websocket_connections"); n != float64(len(s.remaining)) {
+			return fmt.Sprintf("%v open, want %d", n, len(s.remaining))
 		}
 		return ""
 	})
 	// Every remaining peer got what it must (a lost message ends here,
 	// named).
 	waitSaying(t, "a remaining peer still misses messages", func() string {
-		for _, v := range remaining {
-			if m := v.missing(remaining, left, producersOf, video); m != "" {
+		for _, v := range s.remaining {
+			if m := s.missing(v); m != "" {
 				return v.id + ": " + m
 			}
 		}
@@ -276,66 +297,690 @@ func TestNotificationOrderInStampede(t *testing.T) {
 	})
 	// A last message through the room: once it arrived, so did everything
 	// the room produced for that peer before it.
-	mustRequest(t, producer.c, "changeDisplayName", map[string]string{"displayName": "last"}, nil)
-	mustRequest(t, stay[len(stay)-1].c, "changeDisplayName", map[string]string{"displayName": "last"}, nil)
-	waitSaying(t, "the last peerDisplayNameChanged has not arrived", func() string {
-		for _, v := range remaining {
-			if !v.gotLast() {
-				return v.id
+	for _, x := range s.lastRenamers {
+		mustRequest(t, x.c, "changeDisplayName", map[string]string{"displayName": lastName}, nil)
+	}
+	waitSaying(t, "the last rename has not arrived", func() string {
+		for _, v := range s.remaining {
+			k := learn(v.snapshot())
+			for _, x := range s.lastRenamers {
+				if x != v && k.renamed[x.id+" "+lastName] == 0 {
+					return fmt.Sprintf("%s's at %s", x.id, v.id)
+				}
 			}
 		}
 		return ""
 	})
 
-	var problems, tolerated []string
-	for _, v := range append(slices.Clone(remaining), left...) {
-		p, tol := v.check(remaining, left, producersOf, video, slices.Contains(left, v))
-		problems, tolerated = append(problems, p...), append(tolerated, tol...)
+	var problems, raced, early []string
+	overtook, ghosts := 0, 0
+	for _, v := range all {
+		c := s.check(v)
+		problems, raced, early = append(problems, c.problems...), append(raced, c.raced...), append(early, c.early...)
+		overtook, ghosts = overtook+c.overtook, ghosts+c.ghosts
 	}
-	if len(tolerated) > 0 {
-		t.Logf("let through: %d peerClosed of the room's join/leave race (joinLeaveRace), e.g. %s", len(tolerated), tolerated[0])
+	t.Logf("the room's own races, let through: %d messages overtook their peer's join answer (%d of them a peerClosed of a peer the late answer then lists); %d peerClosed of a peer never heard of; %d consumerPaused/Resumed right before their newConsumer",
+		overtook, ghosts, len(raced), len(early))
+	for _, e := range [][]string{raced, early} {
+		if len(e) > 0 {
+			t.Logf("e.g. %s", e[0])
+		}
+	}
+	if strictRoomRaces && overtook+len(raced)+len(early) > 0 {
+		problems = append(problems, "strictRoomRaces: the room's own races happened (above)")
 	}
 	if len(problems) > 0 {
-		// The whole record of the first peer named, to read the breach in
-		// its context.
+		// The record of the first peer named, to read the breach in its
+		// context.
 		first, _, _ := strings.Cut(problems[0], ":")
-		for _, v := range append(slices.Clone(remaining), left...) {
+		for _, v := range all {
 			if v.id == first {
 				t.Logf("what %s received, in arrival order:\n%s", v.id, v.dump())
 			}
 		}
-		const show = 1000
+		const show = 40
 		if len(problems) > show {
 			problems = append(problems[:show], fmt.Sprintf("… and %d more", len(problems)-show))
 		}
-		t.Fatalf("notifications out of order, lost or doubled (%d viewers, %d left, %d late, %d toggles):\n%s",
+		t.Fatalf("%d viewers (%d left, %d late), %d toggles: notifications out of order, lost or doubled:\n%s",
 			initial+late, leavers, late, toggled, strings.Join(problems, "\n"))
 	}
-	// How much the fan-outs overlapped: the video consumers that heard of
-	// a pause or resume, and those created paused.
-	events, toggledConsumers, bornPaused, videoConsumers := 0, 0, 0, 0
-	for _, v := range append(slices.Clone(remaining), left...) {
+
+	// How much the fan-outs overlapped: the video consumers announced
+	// paused, and those that heard a pause or resume.
+	events, videoConsumers, bornPaused, toggledConsumers := 0, 0, 0, 0
+	for _, v := range all {
 		evs := v.snapshot()
 		events += len(evs)
-		mine := map[string]bool{}
+		heard := map[string]bool{}
 		for _, ev := range evs {
 			switch {
-			case ev.method == "newConsumer" && ev.prod == video:
-				mine[ev.id] = true
+			case ev.method == "newConsumer" && ev.prod == s.video:
+				heard[ev.id] = false
 				videoConsumers++
 				if ev.paused {
 					bornPaused++
 				}
 			case ev.method == "consumerPaused" || ev.method == "consumerResumed":
-				if mine[ev.id] {
+				if h, ok := heard[ev.id]; ok && !h {
+					heard[ev.id] = true
 					toggledConsumers++
-					delete(mine, ev.id)
 				}
 			}
 		}
 	}
-	t.Logf("%d peers, %d messages received in order; %d toggles; of %d video consumers %d were announced paused and %d heard a pause or resume",
+	t.Logf("%d peers received %d messages in order; %d toggles; of %d video consumers %d were announced paused, %d heard a pause or resume",
 		1+initial+late, events, toggled, videoConsumers, bornPaused, toggledConsumers)
+}
+
+// lastName is the display name of the last rename, after which a record
+// is complete.
+const lastName = "last"
+
+// strictRoomRaces: fail on the room's own races too (a late join answer, a
+// peerClosed of a peer never heard of, a pause or resume before its
+// newConsumer), once the room orders them.
+const strictRoomRaces = false
+
+// stampede is what the test did, against which each record is checked.
+type stampede struct {
+	clock     atomic.Int64 // orders the test's own steps across goroutines
+	remaining []*recorder  // the producer first
+	left      []*recorder
+	// lastRenamers rename themselves lastName at the end.
+	lastRenamers []*recorder
+	video        string              // the toggled producer (ends resumed)
+	producersOf  map[string][]string // peer → its producers
+	producedAt   map[string]int64    // producer → clock when its produce was answered
+	mu           sync.Mutex          // producersOf, producedAt during the stampede
+}
+
+// recorder is a peer that records, in arrival order, every message the
+// server sends it.
+type recorder struct {
+	id   string
+	c    *client.Conn
+	caps json.RawMessage
+	send client.TransportInfo
+	recv client.TransportInfo
+
+	// The test's timeline (stampede.clock; 0: never): the join sent and
+	// answered, the rename sent, the socket closed.
+	joinSent, joinAnswered, renameSent, closeSent int64
+
+	mu     sync.Mutex
+	events []event
+}
+
+// event is one received message, decoded as far as the checks need.
+type event struct {
+	kind   client.MessageKind
+	method string
+	peer   string   // newPeer's id; the others' peerId
+	id     string   // consumerId; newConsumer's id
+	prod   string   // newConsumer's producerId
+	paused bool     // newConsumer's producerPaused
+	name   string   // displayName
+	peers  []string // the join answer's
+}
+
+func (ev event) String() string {
+	switch {
+	case ev.kind == client.KindResponse:
+		if ev.peers != nil {
+			return fmt.Sprintf("the %s answer %v", ev.method, ev.peers)
+		}
+		return "the " + ev.method + " answer"
+	case ev.method == "newConsumer":
+		return fmt.Sprintf("newConsumer(peer %s, producer %s, consumer %s, producerPaused %v)", ev.peer, ev.prod, ev.id, ev.paused)
+	case ev.id != "":
+		return fmt.Sprintf("%s(consumer %s)", ev.method, ev.id)
+	case ev.method == "peerDisplayNameChanged":
+		return fmt.Sprintf("%s(%s, %q)", ev.method, ev.peer, ev.name)
+	case ev.peer != "":
+		return fmt.Sprintf("%s(%s)", ev.method, ev.peer)
+	}
+	return ev.method
+}
+
+func dialRecorder(e *env, roomID, peerID string) (*recorder, error) {
+	r := &recorder{id: peerID}
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
+	defer cancel()
+	c, err := client.Dial(ctx, e.url, roomID, peerID, &client.DialOptions{
+		RequestTimeout:      settle,
+		HandshakeTimeout:    settle,
+		NotificationBacklog: -1,
+		OnMessage:           r.record,
+		// OnRequest nil: every newConsumer is accepted.
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", peerID, err)
+	}
+	r.c = c
+	return r, nil
+}
+
+func (r *recorder) record(m client.Message) {
+	ev := event{kind: m.Kind, method: m.Method}
+	var d struct {
+		ID             string            `json:"id"`
+		PeerID         *string           `json:"peerId"` // null in activeSpeaker
+		ConsumerID     string            `json:"consumerId"`
+		ProducerID     string            `json:"producerId"`
+		ProducerPaused bool              `json:"producerPaused"`
+		DisplayName    string            `json:"displayName"`
+		Peers          []client.PeerInfo `json:"peers"`
+	}
+	_ = json.Unmarshal(m.Data, &d)
+	if d.PeerID != nil {
+		ev.peer = *d.PeerID
+	}
+	switch {
+	case m.Kind == client.KindResponse:
+		if m.Method == "join" && m.OK {
+			ev.peers = []string{}
+			for _, p := range d.Peers {
+				ev.peers = append(ev.peers, p.ID)
+			}
+		}
+	case m.Method == "newPeer":
+		ev.peer, ev.name = d.ID, d.DisplayName
+	case m.Method == "newConsumer":
+		ev.id, ev.prod, ev.paused = d.ID, d.ProducerID, d.ProducerPaused
+	default:
+		ev.id, ev.name = d.ConsumerID, d.DisplayName
+	}
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	r.mu.Unlock()
+}
+
+func (r *recorder) snapshot() []event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
+}
+
+// dump lists the record, one message a line (at most 400).
+func (r *recorder) dump() string {
+	var b strings.Builder
+	for i, ev := range r.snapshot() {
+		if i == 400 {
+			b.WriteString("  …\n")
+			break
+		}
+		fmt.Fprintf(&b, "  #%d %s\n", i, ev)
+	}
+	return b.String()
+}
+
+// await polls r's record until cond holds, abort is closed or settle passed.
+func (r *recorder) await(abort chan struct{}, cond func(knowledge) bool) error {
+	deadline := time.Now().Add(settle)
+	for !cond(learn(r.snapshot())) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not after %v", settle)
+		}
+		select {
+		case <-abort:
+			return errors.New("aborted")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// setup: capabilities, then a sending and/or a receiving transport, connected.
+func (r *recorder) setup(sending, receiving bool) error {
+	if err := request(r.c, "getRouterRtpCapabilities", nil, &r.caps); err != nil {
+		return err
+	}
+	for _, tr := range []struct {
+		want bool
+		into *client.TransportInfo
+		req  client.CreateWebRtcTransportRequest
+	}{
+		{sending, &r.send, client.CreateWebRtcTransportRequest{Producing: true}},
+		{receiving, &r.recv, client.CreateWebRtcTransportRequest{Consuming: true}},
+	} {
+		if !tr.want {
+			continue
+		}
+		if err := request(r.c, "createWebRtcTransport", tr.req, tr.into); err != nil {
+			return err
+		}
+		if err := request(r.c, "connectWebRtcTransport", map[string]any{"transportId": tr.into.ID, "dtlsParameters": fingerprint}, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// join joins, noting on clock when it asked and when it was answered.
+func (r *recorder) join(clock *atomic.Int64) error {
+	r.joinSent = clock.Add(1)
+	err := request(r.c, "join", r.joinRequest(), nil)
+	r.joinAnswered = clock.Add(1)
+	if err != nil {
+		return fmt.Errorf("%s join: %w", r.id, err)
+	}
+	return nil
+}
+
+func (r *recorder) joinRequest() client.JoinRequest {
+	return client.JoinRequest{DisplayName: r.id, Device: client.Device{Flag: "go", Name: "order test"}, RtpCapabilities: r.caps}
+}
+
+// joinAndRename joins and renames itself (displayName id') with the rename
+// right behind the join, not waiting for its answer (pipelined): the
+// server handles the rename as soon as the join's follow-up (newPeer to the
+// others) is done, so every other peer gets peerDisplayNameChanged right
+// behind newPeer, and a send path that lets the first overtake the second
+// shows.
+func (r *recorder) joinAndRename(clock *atomic.Int64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
+	defer cancel()
+	r.joinSent = clock.Add(1)
+	join, err := r.c.Go(ctx, "join", r.joinRequest())
+	if err != nil {
+		return fmt.Errorf("%s join: %w", r.id, err)
+	}
+	r.renameSent = clock.Add(1)
+	rename, err := r.c.Go(ctx, "changeDisplayName", map[string]string{"displayName": r.id + "'"})
+	if err != nil {
+		_ = join.Wait(nil)
+		return fmt.Errorf("%s changeDisplayName: %w", r.id, err)
+	}
+	err = join.Wait(nil)
+	r.joinAnswered = clock.Add(1)
+	if err != nil {
+		_ = rename.Wait(nil)
+		return fmt.Errorf("%s join: %w", r.id, err)
+	}
+	if err := rename.Wait(nil); err != nil {
+		return fmt.Errorf("%s changeDisplayName: %w", r.id, err)
+	}
+	return nil
+}
+
+// produce produces on r's sending transport and notes the producer in s.
+func (r *recorder) produce(s *stampede, kind string) (string, error) {
+	var res client.IDResponse
+	if err := request(r.c, "produce", client.ProduceRequest{TransportID: r.send.ID, Kind: kind, RtpParameters: rtpParams(kind)}, &res); err != nil {
+		return "", fmt.Errorf("%s produce %s: %w", r.id, kind, err)
+	}
+	at := s.clock.Add(1)
+	s.mu.Lock()
+	s.producersOf[r.id] = append(s.producersOf[r.id], res.ID)
+	s.producedAt[res.ID] = at
+	s.mu.Unlock()
+	return res.ID, nil
+}
+
+// knowledge is what a record tells, whatever its order: the peers
+// announced and those that left, the newConsumers per producer, the last
+// pause state heard of each consumer, the renames ("peer name" → count).
+type knowledge struct {
+	known, closed map[string]bool
+	byProducer    map[string][]event
+	paused        map[string]bool
+	renamed       map[string]int
+}
+
+func learn(events []event) knowledge {
+	k := knowledge{known: map[string]bool{}, closed: map[string]bool{}, byProducer: map[string][]event{},
+		paused: map[string]bool{}, renamed: map[string]int{}}
+	for _, ev := range events {
+		switch ev.method {
+		case "join":
+			for _, p := range ev.peers {
+				k.known[p] = true
+			}
+		case "newPeer":
+			k.known[ev.peer] = true
+		case "peerClosed":
+			k.closed[ev.peer] = true
+		case "peerDisplayNameChanged":
+			k.renamed[ev.peer+" "+ev.name]++
+		case "newConsumer":
+			k.byProducer[ev.prod] = append(k.byProducer[ev.prod], ev)
+			k.paused[ev.id] = ev.paused
+		case "consumerPaused":
+			k.paused[ev.id] = true
+		case "consumerResumed":
+			k.paused[ev.id] = false
+		}
+	}
+	return k
+}
+
+// mustMeet: by the test's own timeline, r was in the room when x joined, or
+// x (which left) was in the room while r joined: r must hear of x.
+func mustMeet(r, x *recorder) bool {
+	rIn := r.joinAnswered < x.joinSent
+	xIn := x.joinAnswered < r.joinSent && (x.closeSent == 0 || r.joinAnswered < x.closeSent)
+	return rIn || xIn
+}
+
+// mustHearRename: r was in the room when x renamed itself.
+func mustHearRename(r, x *recorder) bool {
+	return x.renameSent != 0 && r.joinAnswered < x.renameSent
+}
+
+// missing tells what a remaining peer has not received yet that it must
+// get in the end ("" when nothing).
+func (s *stampede) missing(r *recorder) string {
+	k := learn(r.snapshot())
+	for _, x := range s.remaining {
+		if x == r {
+			continue
+		}
+		if !k.known[x.id] {
+			return "no newPeer(" + x.id + ")"
+		}
+		for _, pid := range s.producersOf[x.id] {
+			if len(k.byProducer[pid]) == 0 {
+				return fmt.Sprintf("no newConsumer of %s's producer %s", x.id, pid)
+			}
+		}
+	}
+	for _, x := range append(slices.Clone(s.remaining), s.left...) {
+		if x != r && mustHearRename(r, x) && k.renamed[x.id+" "+x.id+"'"] == 0 {
+			return "no peerDisplayNameChanged(" + x.id + ")"
+		}
+	}
+	for _, l := range s.left {
+		if mustMeet(r, l) && !k.known[l.id] {
+			return "no newPeer(" + l.id + ")"
+		}
+		if k.known[l.id] && !k.closed[l.id] {
+			return "no peerClosed(" + l.id + ")"
+		}
+	}
+	for _, nc := range k.byProducer[s.video] {
+		if k.paused[nc.id] {
+			return "the video consumer " + nc.id + " is still paused"
+		}
+	}
+	return ""
+}
+
+// inRoomOrder returns a record in the order the room produced it: the join
+// answer moved back to just after the answer before it. Every message about
+// the others that came between was produced after Peer.Join took the
+// snapshot the answer lists (a peer hears of the others only once it is
+// marked joined, in the same critical section), but the answer is queued
+// only when the join handler returns, so those messages may overtake it
+// (overtook; ghosts: the peerClosed of a peer the answer then lists, which
+// a mediasoup-demo client would show for good). pos maps each index of the
+// result to the arrival index, for the messages.
+func inRoomOrder(events []event) (ordered []event, pos []int, joinAt, overtook, ghosts int) {
+	joinAt = slices.IndexFunc(events, func(ev event) bool { return ev.kind == client.KindResponse && ev.peers != nil })
+	pos = make([]int, len(events))
+	for i := range pos {
+		pos[i] = i
+	}
+	if joinAt < 0 {
+		return events, pos, -1, 0, 0
+	}
+	to := joinAt
+	for to > 0 && events[to-1].kind != client.KindResponse && events[to-1].method != "mediasoup-version" {
+		to--
+	}
+	for _, ev := range events[to:joinAt] {
+		overtook++
+		if ev.method == "peerClosed" && slices.Contains(events[joinAt].peers, ev.peer) {
+			ghosts++
+		}
+	}
+	ordered = slices.Insert(slices.Delete(slices.Clone(events), joinAt, joinAt+1), to, events[joinAt])
+	pos = slices.Insert(slices.Delete(pos, joinAt, joinAt+1), to, joinAt)
+	return ordered, pos, joinAt, overtook, ghosts
+}
+
+// verdict is what check found in one record.
+type verdict struct {
+	problems []string // breaches of order, losses, doubles
+	raced    []string // peerClosed of a peer never heard of (joinLeaveRace)
+	early    []string // consumerPaused/Resumed right before their newConsumer (consumeRace)
+	overtook int      // messages that overtook the join answer (inRoomOrder)
+	ghosts   int
+}
+
+// check reads r's record in the room's order (inRoomOrder) and reports
+// every breach of order, loss or double, naming r, the message and its
+// arrival index.
+func (s *stampede) check(r *recorder) verdict {
+	raw := r.snapshot()
+	events, pos, joinAt, overtook, ghosts := inRoomOrder(raw)
+	v := verdict{overtook: overtook, ghosts: ghosts}
+	bad := func(i int, format string, args ...any) {
+		v.problems = append(v.problems, fmt.Sprintf("%s: message #%d %s: %s", r.id, pos[i], events[i], fmt.Sprintf(format, args...)))
+	}
+	if len(raw) == 0 || raw[0].method != "mediasoup-version" {
+		v.problems = append(v.problems, fmt.Sprintf("%s: mediasoup-version is not the first message", r.id))
+	}
+	// The newConsumers of producers older than r's join come from r's own
+	// join, after its answer, as they arrive.
+	for i, ev := range raw[:max(joinAt, 0)] {
+		if at, ok := s.producedAt[ev.prod]; ok && ev.method == "newConsumer" && at < r.joinSent {
+			v.problems = append(v.problems, fmt.Sprintf("%s: message #%d %s: before the join answer (#%d), its producer older than the join",
+				r.id, i, ev, joinAt))
+		}
+	}
+
+	known := map[string]int{}  // peer → where it was announced
+	closed := map[string]int{} // peer → where its peerClosed came
+	type consumer struct {
+		at, closedAt int
+		peer, prod   string
+		born, paused bool // producerPaused in newConsumer; as last heard
+	}
+	consumers := map[string]*consumer{}
+	earlyPaused := map[string]bool{} // consumer → the state its early events left (consumeRace)
+	about := func(i int, peer, what string) {
+		if _, ok := known[peer]; !ok && peer != r.id {
+			bad(i, "%s before newPeer(%s)", what, peer)
+		}
+		if at, ok := closed[peer]; ok {
+			bad(i, "%s after peerClosed(%s) (#%d)", what, peer, pos[at])
+		}
+	}
+	for i, ev := range events {
+		if ev.method == "mediasoup-version" {
+			continue
+		}
+		switch {
+		case ev.kind == client.KindResponse:
+			for _, p := range ev.peers {
+				if at, ok := known[p]; ok {
+					bad(i, "lists %s, already announced (#%d)", p, pos[at])
+				}
+				known[p] = i
+			}
+		case ev.method == "newPeer":
+			if ev.peer == r.id {
+				bad(i, "newPeer of itself")
+			}
+			if at, ok := known[ev.peer]; ok {
+				bad(i, "%s already announced (#%d)", ev.peer, pos[at])
+			}
+			if at, ok := closed[ev.peer]; ok {
+				bad(i, "after peerClosed(%s) (#%d)", ev.peer, pos[at])
+			}
+			known[ev.peer] = i
+		case ev.method == "peerClosed":
+			if at, ok := closed[ev.peer]; ok {
+				bad(i, "peerClosed(%s) twice (#%d)", ev.peer, pos[at])
+			}
+			closed[ev.peer] = i
+			if _, ok := known[ev.peer]; ok {
+				break
+			}
+			if s.joinLeaveRace(r, raw, ev.peer) {
+				v.raced = append(v.raced, fmt.Sprintf("%s: message #%d %s of a peer never heard of", r.id, pos[i], ev))
+			} else {
+				bad(i, "before newPeer(%s)", ev.peer)
+			}
+		case ev.method == "peerDisplayNameChanged":
+			about(i, ev.peer, "peerDisplayNameChanged")
+			if ev.name != ev.peer+"'" && ev.name != lastName {
+				bad(i, "a rename the test never made")
+			}
+		case ev.method == "activeSpeaker" && ev.peer != "":
+			about(i, ev.peer, "activeSpeaker")
+		case ev.method == "newConsumer":
+			about(i, ev.peer, "newConsumer")
+			if c, ok := consumers[ev.id]; ok {
+				bad(i, "consumer %s announced twice (#%d)", ev.id, pos[c.at])
+			}
+			c := &consumer{at: i, closedAt: -1, peer: ev.peer, prod: ev.prod, born: ev.paused, paused: ev.paused}
+			if paused, ok := earlyPaused[ev.id]; ok {
+				c.paused = paused
+			}
+			consumers[ev.id] = c
+		case ev.method == "consumerPaused", ev.method == "consumerResumed", ev.method == "consumerClosed",
+			ev.method == "consumerScore", ev.method == "consumerLayersChanged":
+			c, ok := consumers[ev.id]
+			if !ok {
+				if consumeRace(events, i) {
+					v.early = append(v.early, fmt.Sprintf("%s: message #%d %s right before its newConsumer", r.id, pos[i], ev))
+					earlyPaused[ev.id] = ev.method == "consumerPaused"
+				} else {
+					bad(i, "%s of a consumer whose newConsumer has not come", ev.method)
+				}
+				continue
+			}
+			if c.closedAt >= 0 {
+				bad(i, "after consumerClosed (#%d)", pos[c.closedAt])
+				continue
+			}
+			switch ev.method {
+			case "consumerClosed":
+				c.closedAt = i
+			case "consumerPaused", "consumerResumed":
+				paused := ev.method == "consumerPaused"
+				if paused == c.paused {
+					bad(i, "while the consumer is %s already (newConsumer #%d said producerPaused %v): two of a kind in a row",
+						map[bool]string{true: "paused", false: "resumed"}[paused], pos[c.at], c.born)
+				}
+				c.paused = paused
+			}
+		case ev.method == "newDataConsumer", ev.method == "dataConsumerClosed":
+			bad(i, "no data producer in this room")
+		}
+	}
+	if slices.Contains(s.left, r) {
+		return v // left early: only the order counts
+	}
+
+	// Nothing lost, nothing doubled (the walk reported the doubles).
+	lost := func(format string, args ...any) {
+		v.problems = append(v.problems, r.id+": "+fmt.Sprintf(format, args...))
+	}
+	for _, x := range s.remaining {
+		if x == r {
+			continue
+		}
+		if _, ok := known[x.id]; !ok {
+			lost("never heard of %s (lost newPeer)", x.id)
+		}
+		if at, ok := closed[x.id]; ok {
+			lost("message #%d peerClosed(%s), which never left", pos[at], x.id)
+		}
+	}
+	for _, l := range s.left {
+		_, heard := known[l.id]
+		_, gone := closed[l.id]
+		switch {
+		case heard && !gone:
+			lost("heard of %s but not that it left (lost peerClosed)", l.id)
+		case !heard && mustMeet(r, l):
+			lost("never heard of %s, which was in the room with it (lost newPeer)", l.id)
+		}
+	}
+	k := learn(raw)
+	for _, x := range append(slices.Clone(s.remaining), s.left...) {
+		if x == r {
+			continue
+		}
+		if n := k.renamed[x.id+" "+x.id+"'"]; n > 1 || n == 0 && mustHearRename(r, x) {
+			lost("%d peerDisplayNameChanged(%s) for its rename, want 1", n, x.id)
+		}
+		if n := k.renamed[x.id+" "+lastName]; n > 1 || n == 0 && slices.Contains(s.lastRenamers, x) {
+			lost("%d peerDisplayNameChanged(%s) for its last rename, want 1", n, x.id)
+		}
+	}
+	owners := map[string]string{} // producer → owner, of the others
+	for owner, ps := range s.producersOf {
+		for _, p := range ps {
+			if owner != r.id {
+				owners[p] = owner
+			}
+		}
+	}
+	consumed := map[string]int{}
+	for id, c := range consumers {
+		consumed[c.prod]++
+		if owner, ok := owners[c.prod]; !ok || owner != c.peer {
+			lost("message #%d newConsumer %s of producer %s of %s: not a producer it should consume", pos[c.at], id, c.prod, c.peer)
+		}
+		if c.closedAt >= 0 {
+			lost("message #%d consumerClosed of %s, whose producer never closed", pos[c.closedAt], id)
+		}
+		if c.prod == s.video && c.paused {
+			lost("the video consumer %s ends paused; its producer ends resumed", id)
+		}
+	}
+	for p, owner := range owners {
+		if consumed[p] != 1 {
+			lost("%d newConsumer of %s's producer %s, want 1", consumed[p], owner, p)
+		}
+	}
+	return v
+}
+
+// joinLeaveRace tells whether a peerClosed(x) that reached r, which never
+// heard of x, is the room's join/leave race rather than a send path that
+// lost or reordered a message: x is a viewer that left, it started leaving
+// before r's join was answered, and r never got a newPeer(x) nor x in its
+// join answer. Peer.Close takes x out of the room under the room's lock but
+// picks whom to tell in a second critical section (Room.broadcast), so a
+// peer that joins in between gets peerClosed(x) without x in its answer.
+func (s *stampede) joinLeaveRace(r *recorder, raw []event, x string) bool {
+	i := slices.IndexFunc(s.left, func(l *recorder) bool { return l.id == x })
+	if i < 0 || s.left[i].closeSent == 0 || s.left[i].closeSent > r.joinAnswered {
+		return false
+	}
+	return !slices.ContainsFunc(raw, func(ev event) bool {
+		return ev.method == "newPeer" && ev.peer == x || slices.Contains(ev.peers, x)
+	})
+}
+
+// consumeRace tells whether events[i], a consumerPaused or consumerResumed
+// of a consumer not announced yet, is the room's consume race rather than
+// a send path that let a notification overtake a server request: only
+// pauses and resumes of that consumer lie between it and its newConsumer.
+// Peer.consume listens to the consumer's producer pause and resume, reads
+// producerPaused into newConsumer's data, then queues newConsumer: a pause
+// or resume in between is queued first (and, when it came after the read,
+// newConsumer's producerPaused is already stale; the state the early
+// events leave is the consumer's, as the check reads it). Listening only
+// once newConsumer is queued, or queueing it with the read under the
+// consumer's own lock, ends it.
+func consumeRace(events []event, i int) bool {
+	id := events[i].id
+	for _, ev := range events[i+1:] {
+		switch {
+		case ev.method == "newConsumer" && ev.id == id:
+			return true
+		case (ev.method == "consumerPaused" || ev.method == "consumerResumed") && ev.id == id:
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // waitSaying polls cond until it returns "" (at most settle), then fails
@@ -377,496 +1022,4 @@ func checkStampedeLeaks(t *testing.T) {
 			t.Errorf("mediasoup-worker processes left behind: %v", kids)
 		}
 	})
-}
-
-// recorder is a peer that records, in arrival order, every message the
-// server sends it.
-type recorder struct {
-	id   string
-	c    *client.Conn
-	caps json.RawMessage
-	send client.TransportInfo
-	recv client.TransportInfo
-
-	// The test's timeline (recorder.join's clock): when the join was sent
-	// and answered, when the socket was closed (0: never).
-	joinSent, joinAnswered, closeSent int64
-
-	mu     sync.Mutex
-	events []event
-}
-
-// event is one received message, decoded as far as the checks need.
-type event struct {
-	kind   client.MessageKind
-	method string
-	ok     bool
-	peer   string   // newPeer's id; the peerId of the others
-	id     string   // consumerId, or newConsumer's id
-	prod   string   // newConsumer's producerId
-	paused bool     // newConsumer's producerPaused
-	name   string   // displayName
-	peers  []string // the join answer's peers
-}
-
-func (ev event) String() string {
-	s := ev.method
-	if ev.kind == client.KindResponse {
-		s = "response to " + s
-	}
-	switch {
-	case ev.method == "newConsumer":
-		return fmt.Sprintf("%s(peer %s, producer %s, consumer %s, producerPaused %v)", s, ev.peer, ev.prod, ev.id, ev.paused)
-	case ev.id != "":
-		return fmt.Sprintf("%s(consumer %s)", s, ev.id)
-	case ev.peer != "":
-		return fmt.Sprintf("%s(%s)", s, ev.peer)
-	}
-	return s
-}
-
-func dialRecorder(e *env, roomID, peerID string) (*recorder, error) {
-	r := &recorder{id: peerID}
-	ctx, cancel := context.WithTimeout(context.Background(), settle)
-	defer cancel()
-	c, err := client.Dial(ctx, e.url, roomID, peerID, &client.DialOptions{
-		RequestTimeout:      settle,
-		HandshakeTimeout:    settle,
-		NotificationBacklog: -1,
-		OnMessage:           r.record,
-		// OnRequest nil: every newConsumer is accepted.
-	})
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", peerID, err)
-	}
-	r.c = c
-	return r, nil
-}
-
-func (r *recorder) record(m client.Message) {
-	ev := event{kind: m.Kind, method: m.Method, ok: m.OK}
-	var d struct {
-		ID             string            `json:"id"`
-		PeerID         *string           `json:"peerId"`
-		ConsumerID     string            `json:"consumerId"`
-		ProducerID     string            `json:"producerId"`
-		ProducerPaused bool              `json:"producerPaused"`
-		DisplayName    string            `json:"displayName"`
-		Peers          []client.PeerInfo `json:"peers"`
-	}
-	_ = json.Unmarshal(m.Data, &d)
-	if d.PeerID != nil {
-		ev.peer = *d.PeerID
-	}
-	switch {
-	case m.Kind == client.KindResponse && m.Method == "join":
-		for _, p := range d.Peers {
-			ev.peers = append(ev.peers, p.ID)
-		}
-	case m.Kind == client.KindResponse:
-	case m.Method == "newPeer":
-		ev.peer, ev.name = d.ID, d.DisplayName
-	case m.Method == "newConsumer":
-		ev.id, ev.prod, ev.paused = d.ID, d.ProducerID, d.ProducerPaused
-	default:
-		ev.id, ev.name = d.ConsumerID, d.DisplayName
-	}
-	r.mu.Lock()
-	r.events = append(r.events, ev)
-	r.mu.Unlock()
-}
-
-// dump lists the record, one message a line (at most 300).
-func (r *recorder) dump() string {
-	var b strings.Builder
-	for i, ev := range r.snapshot() {
-		if i == 300 {
-			b.WriteString("…\n")
-			break
-		}
-		fmt.Fprintf(&b, "  #%d %s", i, ev)
-		if ev.peers != nil {
-			fmt.Fprintf(&b, " peers %v", ev.peers)
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
-}
-
-// await polls r's record until cond holds, abort is closed or settle passed.
-func (r *recorder) await(abort chan struct{}, cond func(knowledge) bool) error {
-	deadline := time.Now().Add(settle)
-	for !cond(learn(r.snapshot())) {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not after %v", settle)
-		}
-		select {
-		case <-abort:
-			return errors.New("aborted")
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-func (r *recorder) snapshot() []event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.events)
-}
-
-// setup: capabilities, then a sending and/or a receiving transport, connected.
-func (r *recorder) setup(sending, receiving bool) error {
-	if err := request(r.c, "getRouterRtpCapabilities", nil, &r.caps); err != nil {
-		return err
-	}
-	for _, tr := range []struct {
-		want bool
-		into *client.TransportInfo
-		req  client.CreateWebRtcTransportRequest
-	}{
-		{sending, &r.send, client.CreateWebRtcTransportRequest{Producing: true}},
-		{receiving, &r.recv, client.CreateWebRtcTransportRequest{Consuming: true}},
-	} {
-		if !tr.want {
-			continue
-		}
-		if err := request(r.c, "createWebRtcTransport", tr.req, tr.into); err != nil {
-			return err
-		}
-		if err := request(r.c, "connectWebRtcTransport", map[string]any{"transportId": tr.into.ID, "dtlsParameters": fingerprint}, nil); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// join joins, noting on clock when it asked and when it was answered.
-func (r *recorder) join(clock *atomic.Int64) error {
-	r.joinSent = clock.Add(1)
-	err := request(r.c, "join", client.JoinRequest{
-		DisplayName: r.id, Device: client.Device{Flag: "go", Name: "order test"}, RtpCapabilities: r.caps,
-	}, nil)
-	r.joinAnswered = clock.Add(1)
-	if err != nil {
-		return fmt.Errorf("%s join: %w", r.id, err)
-	}
-	return nil
-}
-
-func (r *recorder) produce(kind string) (string, error) {
-	var res client.IDResponse
-	err := request(r.c, "produce", client.ProduceRequest{TransportID: r.send.ID, Kind: kind, RtpParameters: rtpParams(kind)}, &res)
-	return res.ID, err
-}
-
-// gotLast: the last peerDisplayNameChanged (displayName "last") arrived.
-func (r *recorder) gotLast() bool {
-	for _, ev := range r.snapshot() {
-		if ev.method == "peerDisplayNameChanged" && ev.name == "last" {
-			return true
-		}
-	}
-	return false
-}
-
-// knows reports, from a record, which peers the recorder heard of (join
-// answer or newPeer), which it heard left, the newConsumers per producer,
-// and the last pause state of each consumer.
-type knowledge struct {
-	known, closed map[string]bool
-	byProducer    map[string][]event // newConsumers
-	paused        map[string]bool    // consumer → paused as last heard
-	consClosed    int
-}
-
-func learn(events []event) knowledge {
-	k := knowledge{known: map[string]bool{}, closed: map[string]bool{}, byProducer: map[string][]event{}, paused: map[string]bool{}}
-	for _, ev := range events {
-		switch {
-		case ev.kind == client.KindResponse && ev.method == "join":
-			for _, p := range ev.peers {
-				k.known[p] = true
-			}
-		case ev.method == "newPeer":
-			k.known[ev.peer] = true
-		case ev.method == "peerClosed":
-			k.closed[ev.peer] = true
-		case ev.method == "newConsumer":
-			k.byProducer[ev.prod] = append(k.byProducer[ev.prod], ev)
-			k.paused[ev.id] = ev.paused
-		case ev.method == "consumerPaused":
-			k.paused[ev.id] = true
-		case ev.method == "consumerResumed":
-			k.paused[ev.id] = false
-		case ev.method == "consumerClosed":
-			k.consClosed++
-		}
-	}
-	return k
-}
-
-// missing tells what a remaining peer has not received yet that it must
-// get in the end ("" when nothing).
-func (r *recorder) missing(remaining, left []*recorder, producersOf map[string][]string, video string) string {
-	k := learn(r.snapshot())
-	for _, x := range remaining {
-		if x != r && !k.known[x.id] {
-			return "no newPeer(" + x.id + ")"
-		}
-		if x == r {
-			continue
-		}
-		for _, pid := range producersOf[x.id] {
-			if len(k.byProducer[pid]) == 0 {
-				return fmt.Sprintf("no newConsumer of %s's producer %s", x.id, pid)
-			}
-		}
-	}
-	for _, l := range left {
-		if mustMeet(r, l) && !k.known[l.id] {
-			return "no newPeer(" + l.id + ")"
-		}
-		if k.known[l.id] && !k.closed[l.id] {
-			return "no peerClosed(" + l.id + ")"
-		}
-	}
-	for _, nc := range k.byProducer[video] {
-		if k.paused[nc.id] {
-			return "the video consumer " + nc.id + " is still paused"
-		}
-	}
-	return ""
-}
-
-// mustMeet: by the test's own timeline, the leaving viewer l was in the
-// room while r joined, or r was in the room when l joined, so r must hear
-// of l (and of its leaving).
-func mustMeet(r, l *recorder) bool {
-	rIn := r.joinAnswered < l.joinSent                                 // r joined before l asked to
-	lIn := l.joinAnswered < r.joinSent && r.joinAnswered < l.closeSent // l was in while r joined
-	return rIn || lIn
-}
-
-// check walks r's record and returns every breach of order, loss or
-// double, each naming r, the message and where it came.
-//
-// One breach is let through, counted in tolerated: the room's own
-// join/leave race (see joinLeaveRace), which no send path can order.
-func (r *recorder) check(remaining, left []*recorder, producersOf map[string][]string, video string, leaver bool) (out, tolerated []string) {
-	events := r.snapshot()
-	bad := func(i int, format string, args ...any) {
-		out = append(out, fmt.Sprintf("%s: message #%d %s: %s", r.id, i, events[i], fmt.Sprintf(format, args...)))
-	}
-	known := map[string]int{}  // peer → index of its newPeer / the join answer
-	closed := map[string]int{} // peer → index of its peerClosed
-	type cons struct {
-		at, closedAt int
-		peer, prod   string
-		paused       bool
-	}
-	consumers := map[string]*cons{}
-	joinedAt := -1
-	if len(events) == 0 || events[0].method != "mediasoup-version" {
-		out = append(out, fmt.Sprintf("%s: mediasoup-version is not the first message", r.id))
-	}
-	about := func(i int, peer, what string) {
-		if _, ok := known[peer]; !ok && peer != r.id {
-			bad(i, "%s before newPeer(%s)", what, peer)
-		}
-		if at, ok := closed[peer]; ok {
-			bad(i, "%s after peerClosed(%s) (#%d)", what, peer, at)
-		}
-	}
-	for i, ev := range events {
-		if i > 0 && ev.method == "mediasoup-version" {
-			bad(i, "mediasoup-version again")
-		}
-		switch {
-		case ev.kind == client.KindResponse && ev.method == "join":
-			joinedAt = i
-			for _, p := range ev.peers {
-				if at, ok := known[p]; ok {
-					bad(i, "the join answer lists %s, already announced by newPeer (#%d)", p, at)
-				}
-				known[p] = i
-			}
-		case ev.kind == client.KindResponse:
-		case ev.method == "newPeer":
-			if ev.peer == r.id {
-				bad(i, "newPeer of itself")
-			}
-			if at, ok := known[ev.peer]; ok {
-				bad(i, "%s already announced (#%d)", ev.peer, at)
-			}
-			if at, ok := closed[ev.peer]; ok {
-				bad(i, "after peerClosed(%s) (#%d)", ev.peer, at)
-			}
-			known[ev.peer] = i
-		case ev.method == "peerClosed":
-			if _, ok := known[ev.peer]; !ok {
-				at := listedAt(events, ev.peer)
-				var what string
-				if at > i {
-					what = fmt.Sprintf("peerClosed(%s) before the join answer (#%d) that lists %s", ev.peer, at, ev.peer)
-				} else {
-					what = fmt.Sprintf("peerClosed(%s) of a peer never announced", ev.peer)
-				}
-				if joinLeaveRace(r, left, ev.peer, at > i || !announced(events, ev.peer)) {
-					tolerated = append(tolerated, fmt.Sprintf("%s: message #%d %s", r.id, i, what))
-				} else {
-					bad(i, "%s", what)
-				}
-			}
-			if at, ok := closed[ev.peer]; ok {
-				bad(i, "peerClosed(%s) twice (#%d)", ev.peer, at)
-			}
-			closed[ev.peer] = i
-		case ev.method == "peerDisplayNameChanged":
-			about(i, ev.peer, "peerDisplayNameChanged")
-		case ev.method == "activeSpeaker" && ev.peer != "":
-			about(i, ev.peer, "activeSpeaker")
-		case ev.method == "newConsumer":
-			if joinedAt < 0 {
-				bad(i, "newConsumer before the join answer")
-			}
-			about(i, ev.peer, "newConsumer")
-			if c, ok := consumers[ev.id]; ok {
-				bad(i, "consumer %s announced twice (#%d)", ev.id, c.at)
-			}
-			consumers[ev.id] = &cons{at: i, closedAt: -1, peer: ev.peer, prod: ev.prod, paused: ev.paused}
-		case ev.method == "consumerPaused", ev.method == "consumerResumed", ev.method == "consumerClosed",
-			ev.method == "consumerScore", ev.method == "consumerLayersChanged":
-			c, ok := consumers[ev.id]
-			if !ok {
-				bad(i, "%s of a consumer whose newConsumer has not come", ev.method)
-				continue
-			}
-			if c.closedAt >= 0 {
-				bad(i, "%s after consumerClosed (#%d)", ev.method, c.closedAt)
-				continue
-			}
-			switch ev.method {
-			case "consumerClosed":
-				c.closedAt = i
-			case "consumerPaused", "consumerResumed":
-				paused := ev.method == "consumerPaused"
-				if paused == c.paused {
-					bad(i, "%s while the consumer is already %s (newConsumer #%d said producerPaused %v): two of a kind in a row",
-						ev.method, map[bool]string{true: "paused", false: "resumed"}[paused], c.at, c.paused)
-				}
-				c.paused = paused
-			}
-		case ev.method == "newDataConsumer", ev.method == "dataConsumerClosed":
-			bad(i, "no data producer in this room")
-		}
-	}
-	if leaver {
-		return out, tolerated // left early: only the order counts
-	}
-
-	// Nothing lost, nothing doubled (the walk above reported doubles).
-	for _, x := range remaining {
-		if x == r {
-			continue
-		}
-		if _, ok := known[x.id]; !ok {
-			out = append(out, fmt.Sprintf("%s: never heard of %s (lost newPeer)", r.id, x.id))
-		}
-		if at, ok := closed[x.id]; ok {
-			out = append(out, fmt.Sprintf("%s: message #%d peerClosed(%s), which never left", r.id, at, x.id))
-		}
-	}
-	for _, l := range left {
-		_, heard := known[l.id]
-		_, gone := closed[l.id]
-		switch {
-		case heard && !gone:
-			out = append(out, fmt.Sprintf("%s: heard of %s but not that it left (lost peerClosed)", r.id, l.id))
-		case !heard && mustMeet(r, l):
-			out = append(out, fmt.Sprintf("%s: never heard of %s, which joined while it was in the room (lost newPeer)", r.id, l.id))
-		}
-	}
-	want := map[string]string{} // producer → owner
-	for owner, ps := range producersOf {
-		if owner == r.id {
-			continue
-		}
-		for _, p := range ps {
-			want[p] = owner
-		}
-	}
-	got := map[string]int{}
-	for id, c := range consumers {
-		got[c.prod]++
-		if owner, ok := want[c.prod]; !ok || owner != c.peer {
-			out = append(out, fmt.Sprintf("%s: message #%d newConsumer %s of producer %s of %s: not a producer it should consume",
-				r.id, c.at, id, c.prod, c.peer))
-		}
-		if c.closedAt >= 0 {
-			out = append(out, fmt.Sprintf("%s: message #%d consumerClosed of %s, whose producer never closed", r.id, c.closedAt, id))
-		}
-		if c.prod == video && c.paused {
-			out = append(out, fmt.Sprintf("%s: the video consumer %s ends paused; its producer ends resumed", r.id, id))
-		}
-	}
-	for p, owner := range want {
-		if got[p] != 1 {
-			out = append(out, fmt.Sprintf("%s: %d newConsumer of %s's producer %s, want 1", r.id, got[p], owner, p))
-		}
-	}
-	return out, tolerated
-}
-
-// joinLeaveRace tells whether a peerClosed(x) that reached r before r
-// knew of x is the room's join/leave race rather than a send path that
-// reordered or lost messages: x is a viewer that left, it started leaving
-// before r's join was answered, and r never got a newPeer(x) (x was in the
-// join answer, which came after, or nowhere).
-//
-// The race is the room's (main at the time of writing, before and after the
-// send path's rewrite): Peer.Close takes x out of the room under the room's
-// lock but picks the peers to tell in a second critical section
-// (Room.broadcast), so a peer that joins in between gets peerClosed of a
-// peer it never heard of; and a join's answer is queued only after the
-// handler returns, well after Peer.Join took its snapshot of the room under
-// the lock, so a peerClosed(x) produced in between reaches the joiner
-// before the answer that still lists x (a mediasoup-demo client then shows
-// x for good). Ordering the answer with the room's notifications (queue it
-// under the room's lock, or send the joiner the difference once it is
-// queued) ends both; then set strictJoinLeave and this tolerates nothing.
-func joinLeaveRace(r *recorder, left []*recorder, x string, neverAnnounced bool) bool {
-	if strictJoinLeave || !neverAnnounced {
-		return false
-	}
-	for _, l := range left {
-		if l.id == x {
-			return l.closeSent != 0 && l.closeSent < r.joinAnswered
-		}
-	}
-	return false
-}
-
-// strictJoinLeave: fail on the room's join/leave race too (joinLeaveRace).
-const strictJoinLeave = false
-
-// announced: events hold a newPeer(peer).
-func announced(events []event, peer string) bool {
-	for _, ev := range events {
-		if ev.method == "newPeer" && ev.peer == peer {
-			return true
-		}
-	}
-	return false
-}
-
-// listedAt is the index of the join answer in events if it lists peer,
-// else -1.
-func listedAt(events []event, peer string) int {
-	for i, ev := range events {
-		if ev.kind == client.KindResponse && ev.method == "join" && slices.Contains(ev.peers, peer) {
-			return i
-		}
-	}
-	return -1
 }
