@@ -36,7 +36,7 @@ import (
 // producer pauses and resumes its video producer again and again, until
 // every viewer holds its consumers. Some viewers (without transports) close
 // their socket right after joining, half at once, half once the late ones
-// are joining; once half the stampede is in, late viewers join, half of
+// are joining; once half the stampede is in, late viewers join, a few of
 // them producing audio. Every peer records every message it receives, in
 // arrival order (client.DialOptions.OnMessage runs on the reading
 // goroutine).
@@ -80,8 +80,8 @@ import (
 //     between gets a peerClosed of a peer it never heard of (joinLeaveRace);
 //   - Peer.consume listens to the consumer's producer pause and resume
 //     before it queues newConsumer (reading producerPaused on the way), so
-//     a pause or resume in between is queued before the newConsumer:
-//     taken when it comes right before its newConsumer (consumeRace).
+//     a pause or resume in between is queued before the newConsumer
+//     (consumeRace).
 //
 // To know that everything the room produced for a peer has arrived, the
 // test waits (generous bounds, no wall-clock assertion) until the server
@@ -94,7 +94,7 @@ func TestNotificationOrderInStampede(t *testing.T) {
 		initial       = 100 // viewers joining at the same moment
 		leavers       = 20  // of them, close their socket right after joining
 		late          = 20  // viewers joining once half of the initial ones are in
-		lateProducers = 10  // of the late ones, produce audio
+		lateProducers = 4   // of the late ones, produce audio (each one consumed by 100 others)
 		// The producer pauses and resumes its video producer (a pair back
 		// to back), a pair every togglePace, until every viewer holds its
 		// consumers: at least minToggles, at most maxToggles pairs. Paced,
@@ -326,7 +326,7 @@ func TestNotificationOrderInStampede(t *testing.T) {
 		problems, raced, early = append(problems, c.problems...), append(raced, c.raced...), append(early, c.early...)
 		overtook, ghosts = overtook+c.overtook, ghosts+c.ghosts
 	}
-	t.Logf("the room's own races, let through: %d messages overtook their peer's join answer (%d of them a peerClosed of a peer the late answer then lists); %d peerClosed of a peer never heard of; %d consumerPaused/Resumed right before their newConsumer",
+	t.Logf("the room's own races, let through: %d messages overtook their peer's join answer (%d of them a peerClosed of a peer the late answer then lists); %d peerClosed of a peer never heard of; %d consumerPaused/Resumed before their newConsumer",
 		overtook, ghosts, len(raced), len(early))
 	for _, e := range [][]string{raced, early} {
 		if len(e) > 0 {
@@ -750,7 +750,7 @@ func inRoomOrder(events []event) (ordered []event, pos []int, joinAt, overtook, 
 type verdict struct {
 	problems []string // breaches of order, losses, doubles
 	raced    []string // peerClosed of a peer never heard of (joinLeaveRace)
-	early    []string // consumerPaused/Resumed right before their newConsumer (consumeRace)
+	early    []string // consumerPaused/Resumed before their newConsumer (consumeRace)
 	overtook int      // messages that overtook the join answer (inRoomOrder)
 	ghosts   int
 }
@@ -852,7 +852,7 @@ func (s *stampede) check(r *recorder) verdict {
 			c, ok := consumers[ev.id]
 			if !ok {
 				if consumeRace(events, i) {
-					v.early = append(v.early, fmt.Sprintf("%s: message #%d %s right before its newConsumer", r.id, pos[i], ev))
+					v.early = append(v.early, fmt.Sprintf("%s: message #%d %s before its newConsumer", r.id, pos[i], ev))
 					earlyPaused[ev.id] = ev.method == "consumerPaused"
 				} else {
 					bad(i, "%s of a consumer whose newConsumer has not come", ev.method)
@@ -966,28 +966,22 @@ func (s *stampede) joinLeaveRace(r *recorder, raw []event, x string) bool {
 }
 
 // consumeRace tells whether events[i], a consumerPaused or consumerResumed
-// of a consumer not announced yet, is the room's consume race rather than
-// a send path that let a notification overtake a server request: only
-// pauses and resumes of that consumer lie between it and its newConsumer.
-// Peer.consume listens to the consumer's producer pause and resume, reads
-// producerPaused into newConsumer's data, then queues newConsumer: a pause
-// or resume in between is queued first (and, when it came after the read,
-// newConsumer's producerPaused is already stale; the state the early
-// events leave is the consumer's, as the check reads it). Listening only
-// once newConsumer is queued, or queueing it with the read under the
-// consumer's own lock, ends it.
+// of a consumer not announced yet, is the room's consume race: its
+// newConsumer comes later. Peer.consume listens to the consumer's producer
+// pause and resume, reads producerPaused into newConsumer's data, then
+// queues newConsumer; a pause or resume in between is queued first (and
+// when it came after the read, newConsumer's producerPaused is stale: the
+// state the early events leave is the consumer's, as check reads it). On a
+// busy machine the consume goroutine may sit in between for a while, so
+// the early events need not come right before their newConsumer. Listening
+// only once newConsumer is queued, or queueing it with the read under the
+// consumer's own lock, ends it; until then a send path that let a
+// notification overtake a server request on the same consumer would pass
+// here (strictRoomRaces catches it, with the race).
 func consumeRace(events []event, i int) bool {
-	id := events[i].id
-	for _, ev := range events[i+1:] {
-		switch {
-		case ev.method == "newConsumer" && ev.id == id:
-			return true
-		case (ev.method == "consumerPaused" || ev.method == "consumerResumed") && ev.id == id:
-		default:
-			return false
-		}
-	}
-	return false
+	return slices.ContainsFunc(events[i+1:], func(ev event) bool {
+		return ev.method == "newConsumer" && ev.id == events[i].id
+	})
 }
 
 // waitSaying polls cond until it returns "" (at most settle), then fails
