@@ -1,6 +1,7 @@
 package signaling_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,26 +31,32 @@ import (
 // The scenario: a producer peer joins and produces audio and video. Then
 // viewers, each with a connected receiving transport and accepting every
 // newConsumer, send their join at the same moment, each with a rename of
-// itself right behind it (pipelined: the server handles it as soon as the
-// join's newPeer fan-out is done, so every other peer's queue gets the
-// peerDisplayNameChanged right behind the newPeer). While they do, the
-// producer pauses and resumes its video producer again and again, until
-// every viewer holds its consumers. Some viewers (without transports) close
-// their socket right after joining, half at once, half once the late ones
-// are joining; once half the stampede is in, late viewers join, a few of
-// them producing audio. Every peer records every message it receives, in
-// arrival order (client.DialOptions.OnMessage runs on the reading
-// goroutine).
+// itself right behind it (pipelined, client.Conn.Go: the server handles it
+// as soon as the join's newPeer fan-out is done, so every other peer's
+// queue gets the peerDisplayNameChanged, a broadcast, right behind the
+// newPeer, sent peer by peer). While they do, the producer pauses and
+// resumes its video producer, the pair back to back, again and again until
+// every viewer holds its consumers. Some viewers (without transports)
+// close their socket right after joining, half at once, half once the late
+// ones are joining; a few rejoin: leaveRoom and a second join and rename
+// right behind their first (the others get peerClosed, a broadcast, right
+// before the second newPeer); once half the stampede is in, late viewers
+// join, a few of them producing audio. Every peer records every message it
+// receives, in arrival order (client.DialOptions.OnMessage runs on the
+// reading goroutine).
 //
 // The server keeps no log of what it meant to send, so the test checks what
 // order means to a client (mediasoup-client, the demo app), and each check
-// breaks when two related messages swap or one goes missing:
+// breaks when two related messages swap or one goes missing. A peer's
+// presence is a session: from its newPeer (or the join answer listing it)
+// to its peerClosed; a rejoining peer has two, told apart by display name.
 //
 //   - mediasoup-version first;
-//   - for every other peer X: newPeer(X) (or X in the join answer, never
-//     both, never twice) before any newConsumer from X, peerDisplayNameChanged
-//     of X and peerClosed(X); nothing of X after peerClosed(X) but the
-//     closing of X's consumers;
+//   - for every other peer X: a session of X opens once (newPeer or the
+//     join answer, not both), never while another of X is open, never
+//     after a later one; every peerDisplayNameChanged of X (with the name
+//     of that session), newConsumer from X and peerClosed(X) within an open
+//     session of X;
 //   - the newConsumers of producers that existed before a peer joined only
 //     after its join answer; every consumerPaused, consumerResumed,
 //     consumerClosed, consumerScore and consumerLayersChanged names a
@@ -59,12 +66,12 @@ import (
 //     consumerResumed strictly alternate, starting from the opposite of
 //     newConsumer's producerPaused, and end on the producer's final state
 //     (resumed): a swapped pair shows as two of a kind in a row;
-//   - nothing lost: each remaining peer knows every other remaining peer;
-//     of a viewer that left it got nothing or the announce and peerClosed
-//     pair, and the pair whenever the test's own timeline says they were
-//     in the room together; a rename of a peer that was in the room before
-//     it joined reached it exactly once; exactly one newConsumer per
-//     producer of the others; no consumerClosed (no producer closed).
+//   - nothing lost: each remaining peer ends with every other remaining
+//     session open; of a session that ended it got nothing or its opening
+//     and its peerClosed, and both whenever the test's own timeline says
+//     they were in the room together; each rename of a session it was in
+//     the room with, once; exactly one newConsumer per producer of the
+//     others; no consumerClosed (no producer closed).
 //
 // Three races of the room itself (main as of this test; the send path's
 // rewrite does not touch them) produce messages out of that order, and the
@@ -83,6 +90,10 @@ import (
 //     a pause or resume in between is queued before the newConsumer
 //     (consumeRace).
 //
+// A rejoining peer's own record is checked up to its leaveRoom answer: the
+// room may still queue messages produced for its first session on the same
+// connection after that answer.
+//
 // To know that everything the room produced for a peer has arrived, the
 // test waits (generous bounds, no wall-clock assertion) until the server
 // has freed every leaving viewer (so their peerClosed went out) and every
@@ -92,7 +103,8 @@ import (
 func TestNotificationOrderInStampede(t *testing.T) {
 	const (
 		initial       = 100 // viewers joining at the same moment
-		leavers       = 10  // of them, close their socket right after joining
+		leavers       = 10  // of them (every tenth), close their socket right after joining
+		rejoiners     = 6   // of them, leave and join again right behind their first join
 		late          = 20  // viewers joining once half of the initial ones are in
 		lateProducers = 4   // of the late ones, produce audio (each one consumed by 100 others)
 		// The producer pauses and resumes its video producer (a pair back
@@ -117,7 +129,7 @@ func TestNotificationOrderInStampede(t *testing.T) {
 		o.MaxPeersPerRoom = 1 + initial + late
 		l.RequestRate = -1 // the producer toggles as fast as the server answers
 	})
-	s := &stampede{producedAt: map[string]int64{}, producersOf: map[string][]string{}}
+	s := &stampede{producedAt: map[string]int64{}, producersOf: map[string][]string{}, sessionsOf: map[string][]*session{}}
 
 	producer, err := dialRecorder(e, roomID, "producer")
 	if err != nil {
@@ -137,13 +149,17 @@ func TestNotificationOrderInStampede(t *testing.T) {
 	}
 
 	// The viewers, ready to join: connected, with a receiving transport
-	// (and the late producers a sending one). The leaving ones have none:
-	// a leaving peer's transports close under the room's producer lock
-	// (Room.closingProducers), which holds up every consume in the room,
-	// and on a busy machine under -race twenty of them in a row hold
-	// consumes past room.WorkerRequestTimeout: lost consumers, which this
-	// test is not about.
+	// (and the late producers a sending one). The leaving and rejoining
+	// ones have none: a leaving peer's transports close under the room's
+	// producer lock (Room.closingProducers), which holds up every consume
+	// in the room; on a busy machine under -race, many of them in a row
+	// hold consumes past room.WorkerRequestTimeout: lost consumers, which
+	// this test is not about.
 	isLeaver := func(i int) bool { return i < initial && i%(initial/leavers) == 0 }
+	isRejoiner := func(i int) bool {
+		step := initial / leavers
+		return i < initial && i%step == step/2 && i/step < rejoiners
+	}
 	viewers := make([]*recorder, initial+late)
 	{
 		var wg sync.WaitGroup
@@ -159,7 +175,7 @@ func TestNotificationOrderInStampede(t *testing.T) {
 				v, err := dialRecorder(e, roomID, id)
 				if err == nil {
 					viewers[i] = v
-					err = v.setup(i >= initial && i-initial < lateProducers, !isLeaver(i))
+					err = v.setup(i >= initial && i-initial < lateProducers, !isLeaver(i) && !isRejoiner(i))
 				}
 				if err != nil {
 					errs <- fmt.Errorf("%s: %w", id, err)
@@ -238,22 +254,30 @@ func TestNotificationOrderInStampede(t *testing.T) {
 			if !wait(start) || i >= initial && !wait(lateJoining) {
 				return
 			}
-			if err := v.joinAndRename(&s.clock); err != nil {
+			var err error
+			if isRejoiner(i) {
+				err = v.joinAndRejoin(&s.clock)
+			} else {
+				err = v.joinAndRename(&s.clock)
+			}
+			if err != nil {
 				fail(err)
 				return
 			}
 			if i < initial && answered.Add(1) == initial/2 {
 				close(lateJoining)
 			}
-			if isLeaver(i) {
+			switch {
+			case isRejoiner(i):
+				return
+			case isLeaver(i):
 				if (i/(initial/leavers))%2 == 1 && !wait(lateJoining) {
 					return
 				}
-				v.closeSent = s.clock.Add(1)
+				v.first.closeSent = s.clock.Add(1)
 				_ = v.c.Close()
 				return
-			}
-			if i >= initial && i-initial < lateProducers {
+			case i >= initial && i-initial < lateProducers:
 				if _, err := v.produce(s, "audio"); err != nil {
 					fail(err)
 					return
@@ -280,33 +304,50 @@ func TestNotificationOrderInStampede(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Who stays, who left.
+	// Who stays, who left: the sessions, and how each record is checked.
 	var stay []*recorder
+	s.remaining = []*session{producer.first}
+	producer.watch = watchAll
 	for i, v := range viewers {
-		if isLeaver(i) {
-			s.left = append(s.left, v)
-		} else {
+		switch {
+		case isLeaver(i):
+			s.left = append(s.left, v.first)
+			v.watch = watchOrder
+		case isRejoiner(i):
+			s.left = append(s.left, v.first)
+			s.remaining = append(s.remaining, v.second)
+			v.watch = watchFirstSession
+		default:
+			s.remaining = append(s.remaining, v.first)
+			v.watch = watchAll
 			stay = append(stay, v)
 		}
 	}
-	s.remaining = append([]*recorder{producer}, stay...)
+	for _, x := range append(slices.Clone(s.remaining), s.left...) {
+		s.sessionsOf[x.peer] = append(s.sessionsOf[x.peer], x)
+	}
+	for _, ss := range s.sessionsOf {
+		slices.SortFunc(ss, func(a, b *session) int { return int(a.joinSent - b.joinSent) })
+	}
 	s.lastRenamers = []*recorder{producer, stay[len(stay)-1]}
-	all := append(slices.Clone(s.remaining), s.left...)
+	all := append([]*recorder{producer}, viewers...)
 
 	// The server freed every leaving viewer: their peerClosed went out.
 	var waits []string // what the waits found missing: reported after the breaches
 	waits = appendNonEmpty(waits, waitFor("the server still holds the leaving viewers' connections", func() string {
-		if n := metricValue(t, e.url, "mediasoup_server_websocket_connections"); n != float64(len(s.remaining)) {
-			return fmt.Sprintf("%v open, want %d", n, len(s.remaining))
+		if n, want := metricValue(t, e.url, "mediasoup_server_websocket_connections"), len(all)-leavers; n != float64(want) {
+			return fmt.Sprintf("%v open, want %d", n, want)
 		}
 		return ""
 	}))
 	// Every remaining peer got what it must (a lost message ends here,
 	// named; the checks below tell what came instead).
 	waits = appendNonEmpty(waits, waitFor("a remaining peer still misses messages", func() string {
-		for _, v := range s.remaining {
-			if m := s.missing(v); m != "" {
-				return v.id + ": " + m
+		for _, v := range all {
+			if v.watch == watchAll {
+				if m := s.check(v).missing; m != "" {
+					return v.id + ": " + m
+				}
 			}
 		}
 		return ""
@@ -318,7 +359,10 @@ func TestNotificationOrderInStampede(t *testing.T) {
 			mustRequest(t, x.c, "changeDisplayName", map[string]string{"displayName": lastName}, nil)
 		}
 		waits = appendNonEmpty(waits, waitFor("the last rename has not arrived", func() string {
-			for _, v := range s.remaining {
+			for _, v := range all {
+				if v.watch != watchAll {
+					continue
+				}
 				k := learn(v.snapshot())
 				for _, x := range s.lastRenamers {
 					if x != v && k.renamed[x.id+" "+lastName] == 0 {
@@ -364,8 +408,8 @@ func TestNotificationOrderInStampede(t *testing.T) {
 		if len(problems) > show {
 			problems = append(problems[:show], fmt.Sprintf("… and %d more", len(problems)-show))
 		}
-		t.Fatalf("%d viewers (%d left, %d late), %d toggles: notifications out of order, lost or doubled:\n%s",
-			initial+late, leavers, late, toggled, strings.Join(problems, "\n"))
+		t.Fatalf("%d viewers (%d left, %d rejoined, %d late), %d toggles: notifications out of order, lost or doubled:\n%s",
+			initial+late, leavers, rejoiners, late, toggled, strings.Join(problems, "\n"))
 	}
 
 	// How much the fan-outs overlapped: the video consumers announced
@@ -392,7 +436,7 @@ func TestNotificationOrderInStampede(t *testing.T) {
 		}
 	}
 	t.Logf("%d peers received %d messages in order; %d toggles; of %d video consumers %d were announced paused, %d heard a pause or resume",
-		1+initial+late, events, toggled, videoConsumers, bornPaused, toggledConsumers)
+		len(all), events, toggled, videoConsumers, bornPaused, toggledConsumers)
 }
 
 // lastName is the display name of the last rename, after which a record
@@ -407,8 +451,10 @@ const strictRoomRaces = false
 // stampede is what the test did, against which each record is checked.
 type stampede struct {
 	clock     atomic.Int64 // orders the test's own steps across goroutines
-	remaining []*recorder  // the producer first
-	left      []*recorder
+	remaining []*session   // the sessions in the room at the end, the producer's first
+	left      []*session   // the sessions that ended
+	// sessionsOf: a peer id's sessions, in order.
+	sessionsOf map[string][]*session
 	// lastRenamers rename themselves lastName at the end.
 	lastRenamers []*recorder
 	video        string              // the toggled producer (ends resumed)
@@ -416,6 +462,35 @@ type stampede struct {
 	producedAt   map[string]int64    // producer → clock when its produce was answered
 	mu           sync.Mutex          // producersOf, producedAt during the stampede
 }
+
+// session is one presence of a peer in the room, from its join to its
+// leaving (closeSent 0: it stays), with the test's timeline
+// (stampede.clock) of its steps.
+type session struct {
+	peer                                          string // peer id
+	name                                          string // its display name at join; its rename is name + "'"
+	joinSent, joinAnswered, renameSent, closeSent int64
+}
+
+// key tells the sessions of one peer apart: the peer id and "#2" for a
+// second session (whose display names are id#2 and id#2').
+func (x *session) key() string { return sessionKey(x.peer, x.name) }
+
+func sessionKey(peer, name string) string {
+	if strings.Contains(name, "#2") {
+		return peer + "#2"
+	}
+	return peer
+}
+
+// watch tells how much of a record is checked.
+type watch int
+
+const (
+	watchAll          watch = iota // order, and nothing lost (a peer in the room to the end)
+	watchOrder                     // order only (a peer that left)
+	watchFirstSession              // order, up to the leaveRoom answer (a rejoining peer)
+)
 
 // recorder is a peer that records, in arrival order, every message the
 // server sends it.
@@ -426,9 +501,8 @@ type recorder struct {
 	send client.TransportInfo
 	recv client.TransportInfo
 
-	// The test's timeline (stampede.clock; 0: never): the join sent and
-	// answered, the rename sent, the socket closed.
-	joinSent, joinAnswered, renameSent, closeSent int64
+	first, second *session // its sessions; second only for a rejoining peer
+	watch         watch
 
 	mu     sync.Mutex
 	events []event
@@ -443,7 +517,7 @@ type event struct {
 	prod   string   // newConsumer's producerId
 	paused bool     // newConsumer's producerPaused
 	name   string   // displayName
-	peers  []string // the join answer's
+	peers  []string // the join answer's, as session keys
 }
 
 func (ev event) String() string {
@@ -457,7 +531,7 @@ func (ev event) String() string {
 		return fmt.Sprintf("newConsumer(peer %s, producer %s, consumer %s, producerPaused %v)", ev.peer, ev.prod, ev.id, ev.paused)
 	case ev.id != "":
 		return fmt.Sprintf("%s(consumer %s)", ev.method, ev.id)
-	case ev.method == "peerDisplayNameChanged":
+	case ev.method == "peerDisplayNameChanged" || ev.method == "newPeer":
 		return fmt.Sprintf("%s(%s, %q)", ev.method, ev.peer, ev.name)
 	case ev.peer != "":
 		return fmt.Sprintf("%s(%s)", ev.method, ev.peer)
@@ -466,7 +540,7 @@ func (ev event) String() string {
 }
 
 func dialRecorder(e *env, roomID, peerID string) (*recorder, error) {
-	r := &recorder{id: peerID}
+	r := &recorder{id: peerID, first: &session{peer: peerID, name: peerID}}
 	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
 	c, err := client.Dial(ctx, e.url, roomID, peerID, &client.DialOptions{
@@ -503,7 +577,7 @@ func (r *recorder) record(m client.Message) {
 		if m.Method == "join" && m.OK {
 			ev.peers = []string{}
 			for _, p := range d.Peers {
-				ev.peers = append(ev.peers, p.ID)
+				ev.peers = append(ev.peers, sessionKey(p.ID, p.DisplayName))
 			}
 		}
 	case m.Method == "newPeer":
@@ -579,78 +653,92 @@ func (r *recorder) setup(sending, receiving bool) error {
 	return nil
 }
 
+func (r *recorder) joinRequest(name string) client.JoinRequest {
+	return client.JoinRequest{DisplayName: name, Device: client.Device{Flag: "go", Name: "order test"}, RtpCapabilities: r.caps}
+}
+
 // join joins, noting on clock when it asked and when it was answered.
 func (r *recorder) join(clock *atomic.Int64) error {
-	r.joinSent = clock.Add(1)
-	err := request(r.c, "join", r.joinRequest(), nil)
-	r.joinAnswered = clock.Add(1)
+	r.first.joinSent = clock.Add(1)
+	err := request(r.c, "join", r.joinRequest(r.first.name), nil)
+	r.first.joinAnswered = clock.Add(1)
 	if err != nil {
 		return fmt.Errorf("%s join: %w", r.id, err)
 	}
 	return nil
 }
 
-func (r *recorder) joinRequest() client.JoinRequest {
-	return client.JoinRequest{DisplayName: r.id, Device: client.Device{Flag: "go", Name: "order test"}, RtpCapabilities: r.caps}
+// step is one request of a pipeline (pipeline).
+type step struct {
+	method string
+	data   any
+	sent   *int64 // set to the clock when sent
+	done   *int64 // set to the clock when answered
 }
 
-// joinAndRename joins and renames itself (displayName id') with the rename
-// right behind the join, not waiting for its answer (pipelined): the
-// server handles the rename as soon as the join's follow-up (newPeer to the
-// others) is done, so every other peer gets peerDisplayNameChanged right
-// behind newPeer, and a send path that lets the first overtake the second
-// shows.
-func (r *recorder) joinAndRename(clock *atomic.Int64) error {
-	ctx, cancel := context.WithTimeout(context.Background(), settle)
-	defer cancel()
-	r.joinSent = clock.Add(1)
-	join, err := r.c.Go(ctx, "join", r.joinRequest())
-	if err != nil {
-		return fmt.Errorf("%s join: %w", r.id, err)
-	}
-	r.renameSent = clock.Add(1)
-	rename, err := r.c.Go(ctx, "changeDisplayName", map[string]string{"displayName": r.id + "'"})
-	if err != nil {
-		_ = join.Wait(nil)
-		return fmt.Errorf("%s changeDisplayName: %w", r.id, err)
-	}
-	err = join.Wait(nil)
-	r.joinAnswered = clock.Add(1)
-	if err != nil {
-		_ = rename.Wait(nil)
-		return fmt.Errorf("%s join: %w", r.id, err)
-	}
-	if err := rename.Wait(nil); err != nil {
-		return fmt.Errorf("%s changeDisplayName: %w", r.id, err)
-	}
-	return nil
-}
-
-// toggle pauses and resumes a producer, the resume right behind the pause
-// (pipelined): the worker tells every consumer of it producerpause then
-// producerresume at once, and each consumer's pair of notifications is
-// queued back to back.
-func (r *recorder) toggle(producerID string) error {
+// pipeline sends the steps' requests back to back, without waiting for
+// their answers (client.Conn.Go), then waits for them in order: the server
+// handles them one after the other, each follow-up (a join's newPeer
+// fan-out) before the next. clock may be nil when no step notes a time.
+func (r *recorder) pipeline(clock *atomic.Int64, steps ...step) error {
 	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
 	var calls []*client.Call
-	for _, m := range []string{"pauseProducer", "resumeProducer"} {
-		call, err := r.c.Go(ctx, m, map[string]string{"producerId": producerID})
-		if err != nil {
+	var err error
+	for _, st := range steps {
+		if st.sent != nil {
+			*st.sent = clock.Add(1)
+		}
+		var call *client.Call
+		if call, err = r.c.Go(ctx, st.method, st.data); err != nil {
+			err = fmt.Errorf("%s %s: %w", r.id, st.method, err)
 			break
 		}
 		calls = append(calls, call)
 	}
-	var errs []error
 	for i, call := range calls {
-		if err := call.Wait(nil); err != nil {
-			errs = append(errs, fmt.Errorf("producer %s: %w", []string{"pauseProducer", "resumeProducer"}[i], err))
+		werr := call.Wait(nil)
+		if steps[i].done != nil {
+			*steps[i].done = clock.Add(1)
+		}
+		if werr != nil && err == nil {
+			err = fmt.Errorf("%s %s: %w", r.id, steps[i].method, werr)
 		}
 	}
-	if len(calls) < 2 && len(errs) == 0 {
-		errs = append(errs, errors.New("producer: the connection is gone"))
-	}
-	return errors.Join(errs...)
+	return err
+}
+
+func rename(name string) map[string]string { return map[string]string{"displayName": name + "'"} }
+
+// joinAndRename joins and renames itself (name') right behind the join, so
+// every other peer gets peerDisplayNameChanged right behind newPeer.
+func (r *recorder) joinAndRename(clock *atomic.Int64) error {
+	x := r.first
+	return r.pipeline(clock,
+		step{"join", r.joinRequest(x.name), &x.joinSent, &x.joinAnswered},
+		step{"changeDisplayName", rename(x.name), &x.renameSent, nil})
+}
+
+// joinAndRejoin is joinAndRename, then leaveRoom, a second join (as
+// id#2) and its rename, all back to back: every other peer gets the
+// first session's peerClosed right before the second's newPeer.
+func (r *recorder) joinAndRejoin(clock *atomic.Int64) error {
+	x, y := r.first, &session{peer: r.id, name: r.id + "#2"}
+	r.second = y
+	return r.pipeline(clock,
+		step{"join", r.joinRequest(x.name), &x.joinSent, &x.joinAnswered},
+		step{"changeDisplayName", rename(x.name), &x.renameSent, nil},
+		step{"leaveRoom", nil, &x.closeSent, nil},
+		step{"join", r.joinRequest(y.name), &y.joinSent, &y.joinAnswered},
+		step{"changeDisplayName", rename(y.name), &y.renameSent, nil})
+}
+
+// toggle pauses and resumes a producer, the resume right behind the pause:
+// the worker tells every consumer of it producerpause then producerresume
+// at once, and each consumer's pair of notifications is queued back to back.
+func (r *recorder) toggle(producerID string) error {
+	id := map[string]string{"producerId": producerID}
+	return r.pipeline(nil, step{method: "pauseProducer", data: id}, step{method: "resumeProducer", data: id})
 }
 
 // produce produces on r's sending transport and notes the producer in s.
@@ -667,92 +755,38 @@ func (r *recorder) produce(s *stampede, kind string) (string, error) {
 	return res.ID, nil
 }
 
-// knowledge is what a record tells, whatever its order: the peers
-// announced and those that left, the newConsumers per producer, the last
-// pause state heard of each consumer, the renames ("peer name" → count).
+// knowledge is what a record holds, whatever its order: the newConsumers
+// per producer, the renames ("peer name" → count).
 type knowledge struct {
-	known, closed map[string]bool
-	byProducer    map[string][]event
-	paused        map[string]bool
-	renamed       map[string]int
+	byProducer map[string][]event
+	renamed    map[string]int
 }
 
 func learn(events []event) knowledge {
-	k := knowledge{known: map[string]bool{}, closed: map[string]bool{}, byProducer: map[string][]event{},
-		paused: map[string]bool{}, renamed: map[string]int{}}
+	k := knowledge{byProducer: map[string][]event{}, renamed: map[string]int{}}
 	for _, ev := range events {
 		switch ev.method {
-		case "join":
-			for _, p := range ev.peers {
-				k.known[p] = true
-			}
-		case "newPeer":
-			k.known[ev.peer] = true
-		case "peerClosed":
-			k.closed[ev.peer] = true
 		case "peerDisplayNameChanged":
 			k.renamed[ev.peer+" "+ev.name]++
 		case "newConsumer":
 			k.byProducer[ev.prod] = append(k.byProducer[ev.prod], ev)
-			k.paused[ev.id] = ev.paused
-		case "consumerPaused":
-			k.paused[ev.id] = true
-		case "consumerResumed":
-			k.paused[ev.id] = false
 		}
 	}
 	return k
 }
 
-// mustMeet: by the test's own timeline, r was in the room when x joined, or
-// x (which left) was in the room while r joined: r must hear of x.
-func mustMeet(r, x *recorder) bool {
+// mustMeet: by the test's own timeline, r was in the room when session x
+// began, or x (which ended) was in the room while r joined: r must hear of
+// x.
+func mustMeet(r, x *session) bool {
 	rIn := r.joinAnswered < x.joinSent
 	xIn := x.joinAnswered < r.joinSent && (x.closeSent == 0 || r.joinAnswered < x.closeSent)
 	return rIn || xIn
 }
 
-// mustHearRename: r was in the room when x renamed itself.
-func mustHearRename(r, x *recorder) bool {
+// mustHearRename: r was in the room when session x renamed itself.
+func mustHearRename(r, x *session) bool {
 	return x.renameSent != 0 && r.joinAnswered < x.renameSent
-}
-
-// missing tells what a remaining peer has not received yet that it must
-// get in the end ("" when nothing).
-func (s *stampede) missing(r *recorder) string {
-	k := learn(r.snapshot())
-	for _, x := range s.remaining {
-		if x == r {
-			continue
-		}
-		if !k.known[x.id] {
-			return "no newPeer(" + x.id + ")"
-		}
-		for _, pid := range s.producersOf[x.id] {
-			if len(k.byProducer[pid]) == 0 {
-				return fmt.Sprintf("no newConsumer of %s's producer %s", x.id, pid)
-			}
-		}
-	}
-	for _, x := range append(slices.Clone(s.remaining), s.left...) {
-		if x != r && mustHearRename(r, x) && k.renamed[x.id+" "+x.id+"'"] == 0 {
-			return "no peerDisplayNameChanged(" + x.id + ")"
-		}
-	}
-	for _, l := range s.left {
-		if mustMeet(r, l) && !k.known[l.id] {
-			return "no newPeer(" + l.id + ")"
-		}
-		if k.known[l.id] && !k.closed[l.id] {
-			return "no peerClosed(" + l.id + ")"
-		}
-	}
-	for _, nc := range k.byProducer[s.video] {
-		if k.paused[nc.id] {
-			return "the video consumer " + nc.id + " is still paused"
-		}
-	}
-	return ""
 }
 
 // inRoomOrder returns a record in the order the room produced it: the join
@@ -791,6 +825,7 @@ func inRoomOrder(events []event) (ordered []event, pos []int, joinAt, overtook, 
 // verdict is what check found in one record.
 type verdict struct {
 	problems []string // breaches of order, losses, doubles
+	missing  string   // the first thing a remaining peer has yet to get ("" when none)
 	raced    []string // peerClosed of a peer never heard of (joinLeaveRace)
 	early    []string // consumerPaused/Resumed before their newConsumer (consumeRace)
 	overtook int      // messages that overtook the join answer (inRoomOrder)
@@ -799,9 +834,15 @@ type verdict struct {
 
 // check reads r's record in the room's order (inRoomOrder) and reports
 // every breach of order, loss or double, naming r, the message and its
-// arrival index.
+// arrival index; and what r has yet to get.
 func (s *stampede) check(r *recorder) verdict {
 	raw := r.snapshot()
+	if r.watch == watchFirstSession {
+		if i := slices.IndexFunc(raw, func(ev event) bool { return ev.kind == client.KindResponse && ev.method == "leaveRoom" }); i >= 0 {
+			raw = raw[:i+1]
+		}
+	}
+	me := r.first
 	events, pos, joinAt, overtook, ghosts := inRoomOrder(raw)
 	v := verdict{overtook: overtook, ghosts: ghosts}
 	bad := func(i int, format string, args ...any) {
@@ -813,14 +854,63 @@ func (s *stampede) check(r *recorder) verdict {
 	// The newConsumers of producers older than r's join come from r's own
 	// join, after its answer, as they arrive.
 	for i, ev := range raw[:max(joinAt, 0)] {
-		if at, ok := s.producedAt[ev.prod]; ok && ev.method == "newConsumer" && at < r.joinSent {
+		if at, ok := s.producedAt[ev.prod]; ok && ev.method == "newConsumer" && at < me.joinSent {
 			v.problems = append(v.problems, fmt.Sprintf("%s: message #%d %s: before the join answer (#%d), its producer older than the join",
 				r.id, i, ev, joinAt))
 		}
 	}
 
-	known := map[string]int{}  // peer → where it was announced
-	closed := map[string]int{} // peer → where its peerClosed came
+	// The sessions of the others: opened (where), closed (where).
+	opened := map[string]int{}
+	closed := map[string]int{}
+	open := map[string]string{} // peer id → the key of its open session
+	openSession := func(i int, key, how string) {
+		peer, _, _ := strings.Cut(key, "#")
+		if peer == r.id {
+			bad(i, "announces itself")
+			return
+		}
+		if at, ok := opened[key]; ok {
+			bad(i, "%s: %s already announced (#%d)", how, key, pos[at])
+			return
+		}
+		if o, ok := open[peer]; ok {
+			bad(i, "%s: %s while %s is still in the room (no peerClosed(%s) yet)", how, key, o, peer)
+		}
+		ss := s.sessionsOf[peer]
+		for _, x := range ss[slices.IndexFunc(ss, func(x *session) bool { return x.key() == key })+1:] {
+			if at, ok := opened[x.key()]; ok {
+				bad(i, "%s: %s after the later %s (#%d)", how, key, x.key(), pos[at])
+			}
+		}
+		opened[key] = i
+		open[peer] = key
+	}
+	// about checks that a message about a peer comes within an open session
+	// (of key, when the message tells which).
+	about := func(i int, peer, key, what string) {
+		if peer == r.id {
+			return
+		}
+		o, ok := open[peer]
+		if key == "" {
+			key = o
+			for _, x := range s.sessionsOf[peer] {
+				if _, gone := closed[x.key()]; gone && !ok {
+					key = x.key() // the last one that ended
+				}
+			}
+		}
+		switch at, gone := closed[key]; {
+		case key != "" && gone:
+			bad(i, "%s of %s after its peerClosed (#%d)", what, key, pos[at])
+		case !ok:
+			bad(i, "%s of %s before newPeer(%s)", what, peer, cmp.Or(key, peer))
+		case o != key:
+			bad(i, "%s of %s while %s is the one in the room", what, key, o)
+		}
+	}
+
 	type consumer struct {
 		at, closedAt int
 		peer, prod   string
@@ -828,59 +918,53 @@ func (s *stampede) check(r *recorder) verdict {
 	}
 	consumers := map[string]*consumer{}
 	earlyPaused := map[string]bool{} // consumer → the state its early events left (consumeRace)
-	about := func(i int, peer, what string) {
-		if _, ok := known[peer]; !ok && peer != r.id {
-			bad(i, "%s before newPeer(%s)", what, peer)
-		}
-		if at, ok := closed[peer]; ok {
-			bad(i, "%s after peerClosed(%s) (#%d)", what, peer, pos[at])
-		}
-	}
+	renames := map[string]int{}      // "key name" → count
 	for i, ev := range events {
 		if ev.method == "mediasoup-version" {
 			continue
 		}
 		switch {
 		case ev.kind == client.KindResponse:
-			for _, p := range ev.peers {
-				if at, ok := known[p]; ok {
-					bad(i, "lists %s, already announced (#%d)", p, pos[at])
-				}
-				known[p] = i
+			for _, key := range ev.peers {
+				openSession(i, key, "the join answer lists it")
 			}
 		case ev.method == "newPeer":
-			if ev.peer == r.id {
-				bad(i, "newPeer of itself")
-			}
-			if at, ok := known[ev.peer]; ok {
-				bad(i, "%s already announced (#%d)", ev.peer, pos[at])
-			}
-			if at, ok := closed[ev.peer]; ok {
-				bad(i, "after peerClosed(%s) (#%d)", ev.peer, pos[at])
-			}
-			known[ev.peer] = i
+			openSession(i, sessionKey(ev.peer, ev.name), "newPeer")
 		case ev.method == "peerClosed":
-			if at, ok := closed[ev.peer]; ok {
-				bad(i, "peerClosed(%s) twice (#%d)", ev.peer, pos[at])
-			}
-			closed[ev.peer] = i
-			if _, ok := known[ev.peer]; ok {
+			key, ok := open[ev.peer]
+			if ok {
+				delete(open, ev.peer)
+				closed[key] = i
 				break
 			}
-			if s.joinLeaveRace(r, raw, ev.peer) {
-				v.raced = append(v.raced, fmt.Sprintf("%s: message #%d %s of a peer never heard of", r.id, pos[i], ev))
-			} else {
-				bad(i, "before newPeer(%s)", ev.peer)
+			// No session of it open: the next one not closed yet.
+			for _, x := range s.sessionsOf[ev.peer] {
+				if _, ok := closed[x.key()]; !ok {
+					key = x.key()
+					break
+				}
+			}
+			switch {
+			case key == "":
+				bad(i, "peerClosed(%s) once more (or of a peer that never joined)", ev.peer)
+			case s.joinLeaveRace(me, raw, key):
+				v.raced = append(v.raced, fmt.Sprintf("%s: message #%d %s of %s, never heard of", r.id, pos[i], ev, key))
+				closed[key] = i
+			default:
+				bad(i, "before newPeer(%s)", key)
+				closed[key] = i
 			}
 		case ev.method == "peerDisplayNameChanged":
-			about(i, ev.peer, "peerDisplayNameChanged")
-			if ev.name != ev.peer+"'" && ev.name != lastName {
+			about(i, ev.peer, sessionKey(ev.peer, ev.name), "peerDisplayNameChanged")
+			key := sessionKey(ev.peer, ev.name)
+			renames[key+" "+ev.name]++
+			if ev.name != key+"'" && ev.name != lastName {
 				bad(i, "a rename the test never made")
 			}
 		case ev.method == "activeSpeaker" && ev.peer != "":
-			about(i, ev.peer, "activeSpeaker")
+			about(i, ev.peer, "", "activeSpeaker")
 		case ev.method == "newConsumer":
-			about(i, ev.peer, "newConsumer")
+			about(i, ev.peer, "", "newConsumer")
 			if c, ok := consumers[ev.id]; ok {
 				bad(i, "consumer %s announced twice (#%d)", ev.id, pos[c.at])
 			}
@@ -893,7 +977,7 @@ func (s *stampede) check(r *recorder) verdict {
 			ev.method == "consumerScore", ev.method == "consumerLayersChanged":
 			c, ok := consumers[ev.id]
 			if !ok {
-				if consumeRace(events, i) {
+				if (ev.method == "consumerPaused" || ev.method == "consumerResumed") && consumeRace(events, i) {
 					v.early = append(v.early, fmt.Sprintf("%s: message #%d %s before its newConsumer", r.id, pos[i], ev))
 					earlyPaused[ev.id] = ev.method == "consumerPaused"
 				} else {
@@ -920,45 +1004,55 @@ func (s *stampede) check(r *recorder) verdict {
 			bad(i, "no data producer in this room")
 		}
 	}
-	if slices.Contains(s.left, r) {
-		return v // left early: only the order counts
+	if r.watch != watchAll {
+		return v // left: only the order counts
 	}
 
-	// Nothing lost, nothing doubled (the walk reported the doubles).
+	// Nothing lost, nothing doubled (the walk reported the doubles). The
+	// first thing still to come is missing; once the record is complete,
+	// all of them are problems.
 	lost := func(format string, args ...any) {
-		v.problems = append(v.problems, r.id+": "+fmt.Sprintf(format, args...))
-	}
-	for _, x := range s.remaining {
-		if x == r {
-			continue
+		m := fmt.Sprintf(format, args...)
+		if v.missing == "" {
+			v.missing = m
 		}
-		if _, ok := known[x.id]; !ok {
-			lost("never heard of %s (lost newPeer)", x.id)
-		}
-		if at, ok := closed[x.id]; ok {
-			lost("message #%d peerClosed(%s), which never left", pos[at], x.id)
-		}
-	}
-	for _, l := range s.left {
-		_, heard := known[l.id]
-		_, gone := closed[l.id]
-		switch {
-		case heard && !gone:
-			lost("heard of %s but not that it left (lost peerClosed)", l.id)
-		case !heard && mustMeet(r, l):
-			lost("never heard of %s, which was in the room with it (lost newPeer)", l.id)
-		}
+		v.problems = append(v.problems, r.id+": "+m)
 	}
 	k := learn(raw)
-	for _, x := range append(slices.Clone(s.remaining), s.left...) {
-		if x == r {
+	for _, x := range s.remaining {
+		if x.peer == r.id {
 			continue
 		}
-		if n := k.renamed[x.id+" "+x.id+"'"]; n > 1 || n == 0 && mustHearRename(r, x) {
-			lost("%d peerDisplayNameChanged(%s) for its rename, want 1", n, x.id)
+		if open[x.peer] != x.key() {
+			lost("%s not in the room as far as it knows (lost newPeer, or a peerClosed it should not have got)", x.key())
 		}
-		if n := k.renamed[x.id+" "+lastName]; n > 1 || n == 0 && slices.Contains(s.lastRenamers, x) {
-			lost("%d peerDisplayNameChanged(%s) for its last rename, want 1", n, x.id)
+		for _, pid := range s.producersOf[x.peer] {
+			if len(k.byProducer[pid]) == 0 {
+				lost("no newConsumer of %s's producer %s", x.peer, pid)
+			}
+		}
+	}
+	for _, x := range s.left {
+		_, heard := opened[x.key()]
+		_, gone := closed[x.key()]
+		switch {
+		case heard && !gone:
+			lost("heard of %s but not that it left (lost peerClosed)", x.key())
+		case !heard && mustMeet(me, x):
+			lost("never heard of %s, which was in the room with it (lost newPeer)", x.key())
+		}
+	}
+	for _, x := range append(slices.Clone(s.remaining), s.left...) {
+		if x.peer == r.id {
+			continue
+		}
+		if n := renames[x.key()+" "+x.name+"'"]; n > 1 || n == 0 && mustHearRename(me, x) {
+			lost("%d peerDisplayNameChanged(%s, %q), want 1", n, x.peer, x.name+"'")
+		}
+	}
+	for _, x := range s.lastRenamers {
+		if n := k.renamed[x.id+" "+lastName]; x != r && n > 1 {
+			lost("%d peerDisplayNameChanged(%s, %q), want 1", n, x.id, lastName)
 		}
 	}
 	owners := map[string]string{} // producer → owner, of the others
@@ -983,27 +1077,28 @@ func (s *stampede) check(r *recorder) verdict {
 		}
 	}
 	for p, owner := range owners {
-		if consumed[p] != 1 {
+		if consumed[p] > 1 {
 			lost("%d newConsumer of %s's producer %s, want 1", consumed[p], owner, p)
 		}
 	}
 	return v
 }
 
-// joinLeaveRace tells whether a peerClosed(x) that reached r, which never
-// heard of x, is the room's join/leave race rather than a send path that
-// lost or reordered a message: x is a viewer that left, it started leaving
-// before r's join was answered, and r never got a newPeer(x) nor x in its
-// join answer. Peer.Close takes x out of the room under the room's lock but
-// picks whom to tell in a second critical section (Room.broadcast), so a
-// peer that joins in between gets peerClosed(x) without x in its answer.
-func (s *stampede) joinLeaveRace(r *recorder, raw []event, x string) bool {
-	i := slices.IndexFunc(s.left, func(l *recorder) bool { return l.id == x })
-	if i < 0 || s.left[i].closeSent == 0 || s.left[i].closeSent > r.joinAnswered {
+// joinLeaveRace tells whether a peerClosed that reached r (session me) for
+// session key of another peer, never heard of, is the room's join/leave race
+// rather than a send path that lost or reordered a message: that session
+// ended, it started leaving before r's join was answered, and r never got
+// its newPeer nor found it in its join answer. Peer.Close takes a peer out
+// of the room under the room's lock but picks whom to tell in a second
+// critical section (Room.broadcast), so a peer that joins in between gets
+// peerClosed of a peer that was never in its answer.
+func (s *stampede) joinLeaveRace(me *session, raw []event, key string) bool {
+	i := slices.IndexFunc(s.left, func(x *session) bool { return x.key() == key })
+	if i < 0 || s.left[i].closeSent == 0 || s.left[i].closeSent > me.joinAnswered {
 		return false
 	}
 	return !slices.ContainsFunc(raw, func(ev event) bool {
-		return ev.method == "newPeer" && ev.peer == x || slices.Contains(ev.peers, x)
+		return ev.method == "newPeer" && sessionKey(ev.peer, ev.name) == key || slices.Contains(ev.peers, key)
 	})
 }
 
