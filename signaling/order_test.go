@@ -127,7 +127,7 @@ func TestNotificationOrderInStampede(t *testing.T) {
 	checkStampedeLeaks(t)
 	e := newEnv(t, 1, func(o *room.Options, l *signaling.Limits) {
 		o.MaxPeersPerRoom = 1 + initial + late
-		l.RequestRate = -1 // the producer toggles as fast as the server answers
+		l.RequestRate = -1 // the producer toggles a pair every togglePace: over the default 50/s
 	})
 	s := &stampede{producedAt: map[string]int64{}, producersOf: map[string][]string{}, sessionsOf: map[string][]*session{}}
 
