@@ -255,9 +255,15 @@ func TestNotificationOrderInStampede(t *testing.T) {
 				return
 			}
 			var err error
-			if isRejoiner(i) {
+			switch {
+			case isRejoiner(i):
 				err = v.joinAndRejoin(&s.clock)
-			} else {
+			case i >= initial && i-initial < lateProducers:
+				// The produce too right behind: the others' newConsumer
+				// (a server request) follows their newPeer (a
+				// notification) by a few worker round trips.
+				err = v.joinAndRename(&s.clock, v.produceStep(s, "audio"))
+			default:
 				err = v.joinAndRename(&s.clock)
 			}
 			if err != nil {
@@ -277,11 +283,6 @@ func TestNotificationOrderInStampede(t *testing.T) {
 				v.first.closeSent = s.clock.Add(1)
 				_ = v.c.Close()
 				return
-			case i >= initial && i-initial < lateProducers:
-				if _, err := v.produce(s, "audio"); err != nil {
-					fail(err)
-					return
-				}
 			}
 			// In with its consumers of the producer's: the toggling goes
 			// on until every viewer is there.
@@ -674,6 +675,8 @@ type step struct {
 	data   any
 	sent   *int64 // set to the clock when sent
 	done   *int64 // set to the clock when answered
+	out    any    // the answer's data, decoded
+	then   func() // once answered, ok
 }
 
 // pipeline sends the steps' requests back to back, without waiting for
@@ -697,12 +700,15 @@ func (r *recorder) pipeline(clock *atomic.Int64, steps ...step) error {
 		calls = append(calls, call)
 	}
 	for i, call := range calls {
-		werr := call.Wait(nil)
+		werr := call.Wait(steps[i].out)
 		if steps[i].done != nil {
 			*steps[i].done = clock.Add(1)
 		}
 		if werr != nil && err == nil {
 			err = fmt.Errorf("%s %s: %w", r.id, steps[i].method, werr)
+		}
+		if werr == nil && steps[i].then != nil {
+			steps[i].then()
 		}
 	}
 	return err
@@ -711,12 +717,14 @@ func (r *recorder) pipeline(clock *atomic.Int64, steps ...step) error {
 func rename(name string) map[string]string { return map[string]string{"displayName": name + "'"} }
 
 // joinAndRename joins and renames itself (name') right behind the join, so
-// every other peer gets peerDisplayNameChanged right behind newPeer.
-func (r *recorder) joinAndRename(clock *atomic.Int64) error {
+// every other peer gets peerDisplayNameChanged right behind newPeer; then
+// the more steps, as right behind.
+func (r *recorder) joinAndRename(clock *atomic.Int64, more ...step) error {
 	x := r.first
-	return r.pipeline(clock,
-		step{"join", r.joinRequest(x.name), &x.joinSent, &x.joinAnswered},
-		step{"changeDisplayName", rename(x.name), &x.renameSent, nil})
+	return r.pipeline(clock, append([]step{
+		{method: "join", data: r.joinRequest(x.name), sent: &x.joinSent, done: &x.joinAnswered},
+		{method: "changeDisplayName", data: rename(x.name), sent: &x.renameSent},
+	}, more...)...)
 }
 
 // joinAndRejoin is joinAndRename, then leaveRoom, a second join (as
@@ -726,11 +734,11 @@ func (r *recorder) joinAndRejoin(clock *atomic.Int64) error {
 	x, y := r.first, &session{peer: r.id, name: r.id + "#2"}
 	r.second = y
 	return r.pipeline(clock,
-		step{"join", r.joinRequest(x.name), &x.joinSent, &x.joinAnswered},
-		step{"changeDisplayName", rename(x.name), &x.renameSent, nil},
-		step{"leaveRoom", nil, &x.closeSent, nil},
-		step{"join", r.joinRequest(y.name), &y.joinSent, &y.joinAnswered},
-		step{"changeDisplayName", rename(y.name), &y.renameSent, nil})
+		step{method: "join", data: r.joinRequest(x.name), sent: &x.joinSent, done: &x.joinAnswered},
+		step{method: "changeDisplayName", data: rename(x.name), sent: &x.renameSent},
+		step{method: "leaveRoom", sent: &x.closeSent},
+		step{method: "join", data: r.joinRequest(y.name), sent: &y.joinSent, done: &y.joinAnswered},
+		step{method: "changeDisplayName", data: rename(y.name), sent: &y.renameSent})
 }
 
 // toggle pauses and resumes a producer, the resume right behind the pause:
@@ -743,16 +751,27 @@ func (r *recorder) toggle(producerID string) error {
 
 // produce produces on r's sending transport and notes the producer in s.
 func (r *recorder) produce(s *stampede, kind string) (string, error) {
+	st := r.produceStep(s, kind)
+	err := r.pipeline(&s.clock, st)
+	return st.out.(*client.IDResponse).ID, err
+}
+
+// produceStep is a produce on r's sending transport, which notes the
+// producer in s once answered.
+func (r *recorder) produceStep(s *stampede, kind string) step {
 	var res client.IDResponse
-	if err := request(r.c, "produce", client.ProduceRequest{TransportID: r.send.ID, Kind: kind, RtpParameters: rtpParams(kind)}, &res); err != nil {
-		return "", fmt.Errorf("%s produce %s: %w", r.id, kind, err)
+	return step{
+		method: "produce",
+		data:   client.ProduceRequest{TransportID: r.send.ID, Kind: kind, RtpParameters: rtpParams(kind)},
+		out:    &res,
+		then: func() {
+			at := s.clock.Add(1)
+			s.mu.Lock()
+			s.producersOf[r.id] = append(s.producersOf[r.id], res.ID)
+			s.producedAt[res.ID] = at
+			s.mu.Unlock()
+		},
 	}
-	at := s.clock.Add(1)
-	s.mu.Lock()
-	s.producersOf[r.id] = append(s.producersOf[r.id], res.ID)
-	s.producedAt[res.ID] = at
-	s.mu.Unlock()
-	return res.ID, nil
 }
 
 // knowledge is what a record holds, whatever its order: the newConsumers
