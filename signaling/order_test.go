@@ -150,11 +150,11 @@ func TestNotificationOrderInStampede(t *testing.T) {
 
 	// The viewers, ready to join: connected, with a receiving transport
 	// (and the late producers a sending one). The leaving and rejoining
-	// ones have none: a leaving peer's transports close under the room's
-	// producer lock (Room.closingProducers), which holds up every consume
-	// in the room; on a busy machine under -race, many of them in a row
-	// hold consumes past room.WorkerRequestTimeout: lost consumers, which
-	// this test is not about.
+	// ones have none: only the order of their records is checked, and
+	// their transports' closes are load this test does without (before
+	// the room's per-producer locks, each held up every consume in the
+	// room, and on a busy machine under -race twenty of them in a row
+	// held consumes past room.WorkerRequestTimeout: lost consumers).
 	isLeaver := func(i int) bool { return i < initial && i%(initial/leavers) == 0 }
 	isRejoiner := func(i int) bool {
 		step := initial / leavers
