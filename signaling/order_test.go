@@ -70,7 +70,9 @@ import (
 //     session open; of a session that ended it got nothing or its opening
 //     and its peerClosed, and both whenever the test's own timeline says
 //     they were in the room together; each rename of a session it was in
-//     the room with, once; exactly one newConsumer per producer of the
+//     the room with, once, and in the end it knows every other peer by
+//     its last display name (no rename lost, no stale name in a join
+//     answer or newPeer); exactly one newConsumer per producer of the
 //     others; no consumerClosed (no producer closed).
 //
 // Three races of the room itself (main as of this test; the send path's
@@ -359,6 +361,7 @@ func TestNotificationOrderInStampede(t *testing.T) {
 		for _, x := range s.lastRenamers {
 			mustRequest(t, x.c, "changeDisplayName", map[string]string{"displayName": lastName}, nil)
 		}
+		s.lastSent = true
 		waits = appendNonEmpty(waits, waitFor("the last rename has not arrived", func() string {
 			for _, v := range all {
 				if v.watch != watchAll {
@@ -456,8 +459,9 @@ type stampede struct {
 	left      []*session   // the sessions that ended
 	// sessionsOf: a peer id's sessions, in order.
 	sessionsOf map[string][]*session
-	// lastRenamers rename themselves lastName at the end.
+	// lastRenamers rename themselves lastName at the end, once lastSent.
 	lastRenamers []*recorder
+	lastSent     bool
 	video        string              // the toggled producer (ends resumed)
 	producersOf  map[string][]string // peer → its producers
 	producedAt   map[string]int64    // producer → clock when its produce was answered
@@ -471,6 +475,18 @@ type session struct {
 	peer                                          string // peer id
 	name                                          string // its display name at join; its rename is name + "'"
 	joinSent, joinAnswered, renameSent, closeSent int64
+}
+
+// nameNow is session x's display name now: its name, its rename (name') once
+// it renamed itself, lastName once it was renamed last.
+func (s *stampede) nameNow(x *session) string {
+	if s.lastSent && slices.ContainsFunc(s.lastRenamers, func(r *recorder) bool { return r.first == x }) {
+		return lastName
+	}
+	if x.renameSent != 0 {
+		return x.name + "'"
+	}
+	return x.name
 }
 
 // key tells the sessions of one peer apart: the peer id and "#2" for a
@@ -519,6 +535,7 @@ type event struct {
 	paused bool     // newConsumer's producerPaused
 	name   string   // displayName
 	peers  []string // the join answer's, as session keys
+	names  []string // and their display names
 }
 
 func (ev event) String() string {
@@ -579,6 +596,7 @@ func (r *recorder) record(m client.Message) {
 			ev.peers = []string{}
 			for _, p := range d.Peers {
 				ev.peers = append(ev.peers, sessionKey(p.ID, p.DisplayName))
+				ev.names = append(ev.names, p.DisplayName)
 			}
 		}
 	case m.Method == "newPeer":
@@ -938,17 +956,20 @@ func (s *stampede) check(r *recorder) verdict {
 	consumers := map[string]*consumer{}
 	earlyPaused := map[string]bool{} // consumer → the state its early events left (consumeRace)
 	renames := map[string]int{}      // "key name" → count
+	nameOf := map[string]string{}    // session key → the display name it last learned
 	for i, ev := range events {
 		if ev.method == "mediasoup-version" {
 			continue
 		}
 		switch {
 		case ev.kind == client.KindResponse:
-			for _, key := range ev.peers {
+			for j, key := range ev.peers {
 				openSession(i, key, "the join answer lists it")
+				nameOf[key] = ev.names[j]
 			}
 		case ev.method == "newPeer":
 			openSession(i, sessionKey(ev.peer, ev.name), "newPeer")
+			nameOf[sessionKey(ev.peer, ev.name)] = ev.name
 		case ev.method == "peerClosed":
 			key, ok := open[ev.peer]
 			if ok {
@@ -977,6 +998,7 @@ func (s *stampede) check(r *recorder) verdict {
 			about(i, ev.peer, sessionKey(ev.peer, ev.name), "peerDisplayNameChanged")
 			key := sessionKey(ev.peer, ev.name)
 			renames[key+" "+ev.name]++
+			nameOf[key] = ev.name
 			if ev.name != key+"'" && ev.name != lastName {
 				bad(i, "a rename the test never made")
 			}
@@ -1044,6 +1066,8 @@ func (s *stampede) check(r *recorder) verdict {
 		}
 		if open[x.peer] != x.key() {
 			lost("%s not in the room as far as it knows (lost newPeer, or a peerClosed it should not have got)", x.key())
+		} else if want := s.nameNow(x); nameOf[x.key()] != want {
+			lost("knows %s as %q, not %q (a rename lost, or a stale name in a join answer or newPeer)", x.key(), nameOf[x.key()], want)
 		}
 		for _, pid := range s.producersOf[x.peer] {
 			if len(k.byProducer[pid]) == 0 {
