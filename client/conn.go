@@ -77,6 +77,50 @@ type DialOptions struct {
 	// a single goroutine (not the reader goroutine: it may call Request).
 	// Notifications queue up while it runs. data must not be modified.
 	OnNotification func(method string, data json.RawMessage)
+	// OnMessage, when set, sees every valid message the server sends
+	// (requests, responses and notifications) on the reader goroutine, in
+	// arrival order, before the message is handled: before OnRequest runs
+	// for a request, before Request returns for a response, before
+	// OnNotification for a notification. It lets a test check the order of
+	// everything a peer received, which OnRequest (a goroutine per request)
+	// and OnNotification (notifications only) cannot tell. It holds up the
+	// reading: it must return quickly and must not wait for the server.
+	// m.Data must not be modified.
+	OnMessage func(m Message)
+}
+
+// MessageKind tells what a Message is.
+type MessageKind int
+
+// The kinds of the server's messages.
+const (
+	KindRequest MessageKind = iota + 1
+	KindResponse
+	KindNotification
+)
+
+func (k MessageKind) String() string {
+	switch k {
+	case KindRequest:
+		return "request"
+	case KindResponse:
+		return "response"
+	case KindNotification:
+		return "notification"
+	}
+	return fmt.Sprintf("MessageKind(%d)", int(k))
+}
+
+// Message is one message from the server, as DialOptions.OnMessage sees it.
+type Message struct {
+	Kind MessageKind
+	// Method: the request's or the notification's; for a response, the
+	// method of the Request it answers ("" when none is waiting: late or
+	// unknown).
+	Method string
+	// OK is a response's ok (false for requests and notifications).
+	OK   bool
+	Data json.RawMessage // {} when the server sent none
 }
 
 // HandshakeError is returned by Dial when the server answers the WebSocket
@@ -118,13 +162,14 @@ type Conn struct {
 	requestTimeout time.Duration
 	onRequest      func(string, json.RawMessage) (any, error)
 	onNotification func(string, json.RawMessage)
+	onMessage      func(Message)
 	backlogMax     int
 
 	wmu sync.Mutex // serializes data frame writes
 
 	pmu     sync.Mutex
 	nextID  uint64
-	pending map[uint64]chan response // nil once the connection is gone
+	pending map[uint64]pendingRequest // nil once the connection is gone
 
 	nmu      sync.Mutex
 	nseq     uint64
@@ -144,6 +189,12 @@ type Conn struct {
 type response struct {
 	data json.RawMessage
 	err  error
+}
+
+// pendingRequest is a Request waiting for its response.
+type pendingRequest struct {
+	ch     chan response // capacity 1
+	method string
 }
 
 type notification struct {
@@ -254,9 +305,10 @@ func Dial(ctx context.Context, serverURL, roomID, peerID string, opts *DialOptio
 		requestTimeout: opts.RequestTimeout,
 		onRequest:      opts.OnRequest,
 		onNotification: opts.OnNotification,
+		onMessage:      opts.OnMessage,
 		backlogMax:     opts.NotificationBacklog,
 		nextID:         uint64(rand.Int64N(1 << 31)),
-		pending:        make(map[uint64]chan response),
+		pending:        make(map[uint64]pendingRequest),
 		nchanged:       make(chan struct{}),
 		qsignal:        make(chan struct{}, 1),
 		done:           make(chan struct{}),
@@ -313,39 +365,83 @@ func (c *Conn) Request(ctx context.Context, method string, data any, result any)
 // RequestRaw is Request returning the raw response data ({} when the server
 // sent none).
 func (c *Conn) RequestRaw(ctx context.Context, method string, data any) (json.RawMessage, error) {
+	call, err := c.Go(ctx, method, data)
+	if err != nil {
+		return nil, err
+	}
+	return call.WaitRaw()
+}
+
+// Call is a request sent with Go, waiting for its response.
+type Call struct {
+	c      *Conn
+	method string
+	id     uint64
+	ch     chan response
+	parent context.Context // the caller's
+	ctx    context.Context // parent bounded by the request timeout
+	cancel context.CancelFunc
+}
+
+// Go sends a request as Request does but returns once it is written,
+// without waiting for the response: Wait or WaitRaw gives it. One goroutine's
+// requests sent with Go go out in that order, and the server handles them in
+// that order: a client may send its next request before the answer to the
+// previous one (pipelining, as protoo-client allows). The request timeout
+// runs from Go. A Call must be waited for, to free its timer.
+func (c *Conn) Go(ctx context.Context, method string, data any) (*Call, error) {
 	payload, err := marshalData(data)
 	if err != nil {
 		return nil, fmt.Errorf("client: %s: encoding request data: %w", method, err)
 	}
-	parent := ctx
+	call := &Call{c: c, method: method, ch: make(chan response, 1), parent: ctx, ctx: ctx, cancel: func() {}}
 	if c.requestTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.requestTimeout)
-		defer cancel()
+		call.ctx, call.cancel = context.WithTimeout(ctx, c.requestTimeout)
 	}
 
-	ch := make(chan response, 1)
 	c.pmu.Lock()
 	if c.pending == nil {
 		c.pmu.Unlock()
+		call.cancel()
 		return nil, fmt.Errorf("client: %s: %w", method, c.closedErr())
 	}
-	id := c.nextID
+	call.id = c.nextID
 	c.nextID++
-	c.pending[id] = ch
+	c.pending[call.id] = pendingRequest{ch: call.ch, method: method}
 	c.pmu.Unlock()
 
-	msg, err := json.Marshal(outRequest{Request: true, ID: id, Method: method, Data: payload})
+	msg, err := json.Marshal(outRequest{Request: true, ID: call.id, Method: method, Data: payload})
 	if err == nil {
 		err = c.write(websocket.TextMessage, msg)
 	}
 	if err != nil {
-		c.forget(id)
+		c.forget(call.id)
+		call.cancel()
 		return nil, fmt.Errorf("client: %s: %w", method, err)
 	}
+	return call, nil
+}
 
+// Wait waits for the response to a request sent with Go and decodes its
+// data into result (unless nil), with Request's errors.
+func (call *Call) Wait(result any) error {
+	raw, err := call.WaitRaw()
+	if err != nil || result == nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, result); err != nil {
+		return fmt.Errorf("client: %s: decoding response data: %w", call.method, err)
+	}
+	return nil
+}
+
+// WaitRaw is Wait returning the raw response data ({} when the server sent
+// none).
+func (call *Call) WaitRaw() (json.RawMessage, error) {
+	c, method, id := call.c, call.method, call.id
+	defer call.cancel()
 	select {
-	case r := <-ch:
+	case r := <-call.ch:
 		if r.err != nil {
 			var re *ResponseError
 			if errors.As(r.err, &re) {
@@ -355,9 +451,9 @@ func (c *Conn) RequestRaw(ctx context.Context, method string, data any) (json.Ra
 			return nil, fmt.Errorf("client: %s: %w", method, r.err)
 		}
 		return r.data, nil
-	case <-ctx.Done():
+	case <-call.ctx.Done():
 		c.forget(id)
-		if perr := parent.Err(); perr != nil {
+		if perr := call.parent.Err(); perr != nil {
 			return nil, fmt.Errorf("client: %s (id %d): %w", method, id, perr)
 		}
 		return nil, fmt.Errorf("client: %s (id %d): no response after %v: %w",
@@ -539,8 +635,8 @@ func (c *Conn) readLoop() {
 	pending := c.pending
 	c.pending = nil
 	c.pmu.Unlock()
-	for _, ch := range pending {
-		ch <- response{err: c.err}
+	for _, pr := range pending {
+		pr.ch <- response{err: c.err}
 	}
 	close(c.done)
 }
@@ -557,27 +653,36 @@ func (c *Conn) handleFrame(b []byte) {
 	switch m.Kind {
 	case protoo.KindResponse:
 		c.pmu.Lock()
-		ch := c.pending[m.ID]
+		pr, ok := c.pending[m.ID]
 		delete(c.pending, m.ID)
 		c.pmu.Unlock()
-		if ch == nil {
+		if c.onMessage != nil {
+			c.onMessage(Message{Kind: KindResponse, Method: pr.method, OK: m.OK, Data: normData(m.Data)})
+		}
+		if !ok {
 			return // late (timed out) or unknown
 		}
 		if m.OK {
-			ch <- response{data: m.Data}
+			pr.ch <- response{data: m.Data}
 		} else {
-			ch <- response{err: &ResponseError{Code: m.ErrorCode, Reason: m.ErrorReason}}
+			pr.ch <- response{err: &ResponseError{Code: m.ErrorCode, Reason: m.ErrorReason}}
 		}
 	case protoo.KindRequest:
 		if m.Method == "" {
 			c.badFrames.Add(1)
 			return
 		}
+		if c.onMessage != nil {
+			c.onMessage(Message{Kind: KindRequest, Method: m.Method, Data: m.Data})
+		}
 		go c.handleRequest(json.RawMessage(strconv.AppendUint(nil, m.ID, 10)), m.Method, m.Data)
 	case protoo.KindNotification:
 		if m.Method == "" {
 			c.badFrames.Add(1)
 			return
+		}
+		if c.onMessage != nil {
+			c.onMessage(Message{Kind: KindNotification, Method: m.Method, Data: m.Data})
 		}
 		c.addNotification(m.Method, m.Data)
 	}

@@ -743,3 +743,96 @@ func TestNotificationHandlerMayRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// OnMessage sees requests, responses and notifications in the order they
+// arrived, each before it is handled (a response before Request returns).
+func TestOnMessageInArrivalOrder(t *testing.T) {
+	s := newTestServer(t, "")
+	var mu sync.Mutex
+	var seen []string
+	c, sc := dial(t, s, &DialOptions{OnMessage: func(m Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, fmt.Sprintf("%s %s %v %s", m.Kind, m.Method, m.OK, m.Data))
+	}})
+	ctx := testCtx(t)
+	done := make(chan error, 1)
+	go func() { done <- c.Request(ctx, "join", nil, nil) }()
+	req := sc.recv(t)
+	sc.notify(t, "newPeer", map[string]string{"id": "bob"})
+	sc.sendRaw(t, `{"request":true,"id":7,"method":"newConsumer","data":{"id":"c1"}}`)
+	sc.reply(t, req, `{"peers":[]}`)
+	sc.notify(t, "consumerPaused", map[string]string{"consumerId": "c1"})
+	sc.sendRaw(t, `{"response":true,"id":123456789012,"ok":false,"errorCode":500,"errorReason":"late"}`)
+	sc.sendRaw(t, `{"notification":true,"method":"peerClosed"}`)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	// The join response was seen before Request returned.
+	if len(seen) < 3 || seen[2] != `response join true {"peers":[]}` {
+		t.Errorf("when join returned: %q", seen)
+	}
+	mu.Unlock()
+	if m := sc.recv(t); !m.Response || string(m.ID) != "7" {
+		t.Fatalf("newConsumer answer: %+v", m)
+	}
+	if _, err := c.WaitNotification(ctx, "peerClosed", nil); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{
+		`notification newPeer false {"id":"bob"}`,
+		`request newConsumer false {"id":"c1"}`,
+		`response join true {"peers":[]}`,
+		`notification consumerPaused false {"consumerId":"c1"}`,
+		`response  false {}`,
+		`notification peerClosed false {}`,
+	}
+	if !slices.Equal(seen, want) {
+		t.Fatalf("OnMessage saw\n%q\nwant\n%q", seen, want)
+	}
+}
+
+// Go writes the request and returns: the next one goes out behind it before
+// the first is answered, and each Call gets its own answer, in whatever
+// order the answers come.
+func TestGoPipelines(t *testing.T) {
+	s := newTestServer(t, "")
+	c, sc := dial(t, s, nil)
+	ctx := testCtx(t)
+	first, err := c.Go(ctx, "join", map[string]string{"displayName": "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.Go(ctx, "changeDisplayName", map[string]string{"displayName": "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1, m2 := sc.recv(t), sc.recv(t)
+	if m1.Method != "join" || m2.Method != "changeDisplayName" {
+		t.Fatalf("sent %s then %s", m1.Method, m2.Method)
+	}
+	sc.replyError(t, m2, 409, "not joined")
+	sc.reply(t, m1, `{"peers":[]}`)
+	var joined JoinResponse
+	if err := first.Wait(&joined); err != nil || joined.Peers == nil {
+		t.Fatalf("join: %+v, %v", joined, err)
+	}
+	var re *ResponseError
+	if err := second.Wait(nil); !errors.As(err, &re) || re.Code != 409 || re.Method != "changeDisplayName" {
+		t.Fatalf("changeDisplayName: %v", err)
+	}
+
+	// The request timeout runs from Go.
+	c2, sc2 := dial(t, s, &DialOptions{RequestTimeout: 50 * time.Millisecond})
+	call, err := c2.Go(ctx, "slow", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc2.recv(t)
+	if _, err := call.WaitRaw(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("unanswered call: %v", err)
+	}
+}

@@ -62,6 +62,10 @@
 // when the connection goes away. Request, Notify and the other methods are safe
 // for concurrent use.
 //
+// Go sends a request without waiting for its answer (Call.Wait gives it), so
+// that the next request goes out behind it, as protoo-client allows: the
+// server handles one connection's requests in the order they came.
+//
 // # Server requests and notifications
 //
 // The server sends the requests newConsumer and newDataConsumer. Each one is
@@ -69,6 +73,9 @@
 // becomes the response (a nil OnRequest accepts every request with {}).
 // Notifications are passed, in arrival order, to DialOptions.OnNotification on
 // a single goroutine, which may itself call Request.
+// DialOptions.OnMessage, when set, sees every request, response and
+// notification on the reading goroutine, in arrival order, before it is
+// handled: a test that checks the order of everything a peer received uses it.
 //
 // Every notification is also kept in a bounded backlog (the last 1024 by
 // default) that WaitNotification searches, so a test can wait for a
