@@ -89,27 +89,15 @@ type DialOptions struct {
 	OnMessage func(m Message)
 }
 
-// MessageKind tells what a Message is.
-type MessageKind int
+// MessageKind tells what a Message is (protoo's kinds).
+type MessageKind = protoo.Kind
 
 // The kinds of the server's messages.
 const (
-	KindRequest MessageKind = iota + 1
-	KindResponse
-	KindNotification
+	KindRequest      = protoo.KindRequest
+	KindResponse     = protoo.KindResponse
+	KindNotification = protoo.KindNotification
 )
-
-func (k MessageKind) String() string {
-	switch k {
-	case KindRequest:
-		return "request"
-	case KindResponse:
-		return "response"
-	case KindNotification:
-		return "notification"
-	}
-	return fmt.Sprintf("MessageKind(%d)", int(k))
-}
 
 // Message is one message from the server, as DialOptions.OnMessage sees it.
 type Message struct {

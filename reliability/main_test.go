@@ -94,19 +94,7 @@ func findLeaks() error {
 // a moment after their socket does.
 func checkLeaks(t *testing.T, opts ...goleak.Option) {
 	t.Helper()
-	opts = append(leakOptions(), opts...)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := goleak.Find(opts...)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("goroutines leaked: %v", err)
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testutil.NoLeakedGoroutines(t, append(leakOptions(), opts...)...)
 }
 
 // raiseFileLimit raises the soft RLIMIT_NOFILE to the hard limit: every

@@ -1193,18 +1193,7 @@ func appendNonEmpty(list []string, s string) []string {
 func checkStampedeLeaks(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			err := goleak.Find(append(testutil.WorkerStartLeaks(), before)...)
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("goroutines leaked: %v", err)
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		testutil.NoLeakedGoroutines(t, append(testutil.WorkerStartLeaks(), before)...)
 		if kids := testutil.WorkerChildren(); len(kids) > 0 {
 			t.Errorf("mediasoup-worker processes left behind: %v", kids)
 		}

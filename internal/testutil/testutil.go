@@ -303,3 +303,22 @@ func DieWithParent(cmd *exec.Cmd) {
 	}
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 }
+
+// NoLeakedGoroutines fails t if goroutines other than those opts allow
+// remain after giving them up to 10 s to end (a closed connection's
+// goroutines end a moment after its socket does).
+func NoLeakedGoroutines(t testing.TB, opts ...goleak.Option) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := goleak.Find(opts...)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("goroutines leaked: %v", err)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
