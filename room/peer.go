@@ -754,8 +754,11 @@ func (p *Peer) Close() {
 	}
 	p.closed = true
 	wasJoined := p.joined
+	var tell []*Peer // who hears peerClosed: chosen as p leaves, so that
+	// a peer joining after this hears neither of p nor of its leaving
 	if wasJoined {
 		r.removeJoinedLocked(p)
+		tell = r.joinedLocked()
 	}
 	if r.peers[p.id] == p {
 		delete(r.peers, p.id)
@@ -773,7 +776,10 @@ func (p *Peer) Close() {
 	}
 	r.mu.Unlock()
 	if wasJoined {
-		r.broadcast(p, "peerClosed", mediasoup.H{"peerId": p.id})
+		n := NewNotification("peerClosed", mediasoup.H{"peerId": p.id})
+		for _, q := range tell {
+			q.notifyShared(n)
+		}
 	}
 	// Closing the transports closes their producers, consumers and data
 	// objects; consumers of this peer's producers on other peers close with

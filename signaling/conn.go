@@ -762,7 +762,18 @@ func (c *Conn) dispatchLoop() {
 	}
 }
 
+// holder is a Session whose requests of some methods hold what is queued
+// meanwhile behind their answer (sendQueue.hold): a join's answer lists the
+// room as the join found it, and what the room produced for the joiner
+// after that must follow the answer, not overtake it.
+type holder interface{ holdsDuring(method string) bool }
+
 func (c *Conn) handleRequest(m Message) {
+	h, ok := c.session.(holder)
+	hold := ok && h.holdsDuring(m.Method)
+	if hold {
+		c.out.hold()
+	}
 	var res any
 	var err error
 	if !c.protect("HandleRequest", func() { res, err = c.session.HandleRequest(c.ctx, m.Method, m.Data) }) {
@@ -789,7 +800,18 @@ func (c *Conn) handleRequest(m Message) {
 		code, reason := ProtocolError(err)
 		frame = EncodeResponseError(m.ID, code, reason)
 	}
-	if c.enqueue(frame) == nil && after != nil {
+	queued := false
+	if hold {
+		c.out.release(frame)
+		select {
+		case <-c.closing:
+		default:
+			queued = true
+		}
+	} else {
+		queued = c.enqueue(frame) == nil
+	}
+	if queued && after != nil {
 		c.protect("Deferred.After", after)
 	}
 }

@@ -19,6 +19,9 @@ type sendQueue struct {
 	limit  int
 	// lazy: in lazyFlush's list, waiting for its tick to wake the writer.
 	lazy bool
+	// holding: frames go to held, behind a frame to come (hold).
+	holding bool
+	held    [][]byte
 	// ready has room for one token: "there is something to take".
 	ready chan struct{}
 }
@@ -47,12 +50,17 @@ func (q *sendQueue) pushLazy(f []byte) bool {
 
 func (q *sendQueue) add(f []byte, lazy bool) bool {
 	q.mu.Lock()
-	if q.bytes+len(f) > q.limit && len(q.frames) > 0 {
+	if q.bytes+len(f) > q.limit && len(q.frames)+len(q.held) > 0 {
 		q.mu.Unlock()
 		return false
 	}
-	q.frames = append(q.frames, f)
 	q.bytes += len(f)
+	if q.holding {
+		q.held = append(q.held, f)
+		q.mu.Unlock()
+		return true
+	}
+	q.frames = append(q.frames, f)
 	schedule := lazy && !q.lazy
 	if schedule {
 		q.lazy = true
@@ -62,6 +70,32 @@ func (q *sendQueue) add(f []byte, lazy bool) bool {
 		lazyFlush.add(q)
 	}
 	return true
+}
+
+// hold keeps what is queued from now on (notifications and server
+// requests alike) behind the frame release will queue: a join's answer
+// goes out before anything the room produced for the joiner once it took
+// the join's snapshot.
+func (q *sendQueue) hold() {
+	q.mu.Lock()
+	q.holding = true
+	q.mu.Unlock()
+}
+
+// release queues f (nil: nothing) and then what was held, and ends the
+// hold. f is queued whatever the limit: it answers a request.
+func (q *sendQueue) release(f []byte) {
+	q.mu.Lock()
+	if f != nil {
+		q.frames = append(q.frames, f)
+		q.bytes += len(f)
+	}
+	q.frames = append(q.frames, q.held...)
+	clear(q.held)
+	q.held = q.held[:0]
+	q.holding = false
+	q.mu.Unlock()
+	q.wake()
 }
 
 func (q *sendQueue) wake() {
@@ -83,6 +117,9 @@ func (q *sendQueue) take(spare [][]byte) [][]byte {
 	out := q.frames
 	q.frames = spare[:0]
 	q.bytes = 0
+	for _, f := range q.held {
+		q.bytes += len(f)
+	}
 	q.mu.Unlock()
 	return out
 }

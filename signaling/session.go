@@ -99,6 +99,12 @@ func (s *session) leaveRoom(ctx context.Context) (any, error) {
 	return struct{}{}, nil
 }
 
+// holdsDuring: what the room queues for a peer while its join runs goes
+// out after the join's answer (Conn.handleRequest): the answer lists the
+// peers as the join found them, and a peerClosed or newPeer produced after
+// that must not overtake it (a client would show a peer that left).
+func (s *session) holdsDuring(method string) bool { return method == "join" }
+
 // HandleNotification logs client notifications; the protocol defines none.
 func (s *session) HandleNotification(method string, _ json.RawMessage) {
 	s.log.Debug("client notification ignored", zap.String("method", method))
