@@ -679,21 +679,48 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 		return
 	}
 	id := c.Id()
-	c.OnProducerClose(func(context.Context) { p.notify("consumerClosed", mediasoup.H{"consumerId": id}) })
-	c.OnProducerPause(func(context.Context) { p.notify("consumerPaused", mediasoup.H{"consumerId": id}) })
-	c.OnProducerResume(func(context.Context) { p.notify("consumerResumed", mediasoup.H{"consumerId": id}) })
+	// What the consumer's listeners hear goes out after newConsumer: they
+	// must be in place before newConsumer reads ProducerPaused (or a pause
+	// in between is lost), but a pause they hear then must not overtake the
+	// request. gate is held from before they listen until newConsumer is
+	// queued (newConsumerData.Queued); a listener waits for it.
+	var gate sync.Mutex
+	var announced bool // under gate
+	gate.Lock()
+	open := true
+	release := func() {
+		if open {
+			open = false
+			gate.Unlock()
+		}
+	}
+	defer release()
+	tell := func(method string, data func() any) {
+		gate.Lock()
+		ok := announced
+		gate.Unlock()
+		if ok {
+			p.notify(method, data())
+		}
+	}
+	ofConsumer := func() any { return mediasoup.H{"consumerId": id} }
+	c.OnProducerClose(func(context.Context) { tell("consumerClosed", ofConsumer) })
+	c.OnProducerPause(func(context.Context) { tell("consumerPaused", ofConsumer) })
+	c.OnProducerResume(func(context.Context) { tell("consumerResumed", ofConsumer) })
 	c.OnScore(func(s mediasoup.ConsumerScore) {
-		p.notify("consumerScore", mediasoup.H{"consumerId": id, "score": s})
+		tell("consumerScore", func() any { return mediasoup.H{"consumerId": id, "score": s} })
 	})
 	c.OnLayersChange(func(l *mediasoup.ConsumerLayers) {
-		data := mediasoup.H{"consumerId": id, "spatialLayer": nil, "temporalLayer": nil}
-		if l != nil {
-			data["spatialLayer"] = l.SpatialLayer
-			if l.TemporalLayer != nil {
-				data["temporalLayer"] = *l.TemporalLayer
+		tell("consumerLayersChanged", func() any {
+			data := mediasoup.H{"consumerId": id, "spatialLayer": nil, "temporalLayer": nil}
+			if l != nil {
+				data["spatialLayer"] = l.SpatialLayer
+				if l.TemporalLayer != nil {
+					data["temporalLayer"] = *l.TemporalLayer
+				}
 			}
-		}
-		p.notify("consumerLayersChanged", data)
+			return data
+		})
 	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), r.m.opts.ServerRequestTimeout)
@@ -702,7 +729,12 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 		PeerID: owner.id, ProducerID: producer.Id(), ID: id, Kind: c.Kind(),
 		RtpParameters: c.RtpParameters(), Type: c.Type(), AppData: producer.AppData(),
 		ProducerPaused: c.ProducerPaused(),
+		queued: func() {
+			announced = true
+			release()
+		},
 	})
+	release() // (not queued: the listeners stay silent)
 	if err != nil {
 		// Rejected or unanswered: no consumer stays behind.
 		p.log.Debug("newConsumer not accepted: closing the consumer", zap.String("consumer", id), zap.Error(err))
@@ -731,6 +763,16 @@ type newConsumerData struct {
 	Type           mediasoup.ConsumerType   `json:"type"`
 	AppData        mediasoup.H              `json:"appData"`
 	ProducerPaused bool                     `json:"producerPaused"`
+
+	queued func() // called once the request is queued (PeerConn.Request)
+}
+
+// Queued is called by the connection once newConsumer is queued, before
+// it waits for the answer.
+func (d newConsumerData) Queued() {
+	if d.queued != nil {
+		d.queued()
+	}
 }
 
 // consumingTransportLocked is the peer's first transport created for consuming.

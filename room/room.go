@@ -36,7 +36,10 @@ type PeerConn interface {
 	// NotifyShared sends a notification that goes to many peers (see
 	// Notification); it never blocks.
 	NotifyShared(n *Notification) error
-	// Request sends a server→client request and waits for the answer.
+	// Request sends a server→client request and waits for the answer. If
+	// data has a method Queued(), it is called once the request is queued
+	// (in order with the connection's other frames), before the wait, on
+	// the caller's goroutine; not at all if the request is not sent.
 	Request(ctx context.Context, method string, data any) (json.RawMessage, error)
 	// Close closes the connection with a WebSocket close code.
 	Close(code int, reason string)

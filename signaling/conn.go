@@ -293,6 +293,9 @@ func (c *Conn) Request(ctx context.Context, method string, data any) (json.RawMe
 	if err := c.enqueue(frame); err != nil {
 		return nil, err
 	}
+	if q, ok := data.(interface{ Queued() }); ok {
+		q.Queued() // see room.PeerConn
+	}
 	timer := time.NewTimer(c.limits.ServerRequestTimeout)
 	defer timer.Stop()
 	select {

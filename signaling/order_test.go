@@ -76,9 +76,9 @@ import (
 //     others; no consumerClosed (no producer closed).
 //
 // Three races of the room itself produced messages out of that order (main
-// as of this test's first version). The checks read the records around
-// them, narrowly, and count them in the log; the first two are fixed since
-// and fail the test, the third is let through (strictRoomRaces fails on it):
+// as of this test's first version). The checks still recognise them,
+// narrowly, to name them in the log; all three are fixed since and fail
+// the test:
 //
 //   - a join's answer is queued only once its handler returned, after
 //     Peer.Join took its snapshot of the room, so messages the room
@@ -385,24 +385,25 @@ func TestNotificationOrderInStampede(t *testing.T) {
 		problems, raced, early = append(problems, c.problems...), append(raced, c.raced...), append(early, c.early...)
 		overtook, ghosts = overtook+c.overtook, ghosts+c.ghosts
 	}
-	t.Logf("the room's own races, let through: %d messages overtook their peer's join answer (%d of them a peerClosed of a peer the late answer then lists); %d peerClosed of a peer never heard of; %d consumerPaused/Resumed before their newConsumer",
+	t.Logf("the room's own races (each fails the test): %d messages overtook their peer's join answer (%d of them a peerClosed of a peer the late answer then lists); %d peerClosed of a peer never heard of; %d consumerPaused/Resumed before their newConsumer",
 		overtook, ghosts, len(raced), len(early))
 	for _, e := range [][]string{raced, early} {
 		if len(e) > 0 {
 			t.Logf("e.g. %s", e[0])
 		}
 	}
-	// The first two are fixed (the join holds what is queued meanwhile
-	// behind its answer; a leaving peer's peerClosed goes to the peers
-	// joined as it leaves): they fail. The third is still the room's.
+	// All three are fixed (the join holds what is queued meanwhile behind
+	// its answer; a leaving peer's peerClosed goes to the peers joined as it
+	// leaves; a consumer's listeners wait for its newConsumer to be queued):
+	// they fail.
 	if overtook > 0 {
 		problems = append(problems, fmt.Sprintf("%d messages overtook their peer's join answer", overtook))
 	}
 	if len(raced) > 0 {
 		problems = append(problems, fmt.Sprintf("%d peerClosed of a peer never heard of, e.g. %s", len(raced), raced[0]))
 	}
-	if strictRoomRaces && len(early) > 0 {
-		problems = append(problems, "strictRoomRaces: the room's own race happened (above)")
+	if len(early) > 0 {
+		problems = append(problems, fmt.Sprintf("%d consumerPaused/Resumed before their newConsumer, e.g. %s", len(early), early[0]))
 	}
 	problems = append(problems, waits...)
 	if len(problems) > 0 {
@@ -455,11 +456,6 @@ func TestNotificationOrderInStampede(t *testing.T) {
 // lastName is the display name of the last rename, after which a record
 // is complete.
 const lastName = "last"
-
-// strictRoomRaces: fail on the room's remaining race too (a pause or
-// resume before its newConsumer), once the room orders it. (The other two
-// are fixed and always fail.)
-const strictRoomRaces = false
 
 // stampede is what the test did, against which each record is checked.
 type stampede struct {
@@ -1162,11 +1158,9 @@ func (s *stampede) joinLeaveRace(me *session, raw []event, key string) bool {
 // when it came after the read, newConsumer's producerPaused is stale: the
 // state the early events leave is the consumer's, as check reads it). On a
 // busy machine the consume goroutine may sit in between for a while, so
-// the early events need not come right before their newConsumer. Listening
-// only once newConsumer is queued, or queueing it with the read under the
-// consumer's own lock, ends it; until then a send path that let a
-// notification overtake a server request on the same consumer would pass
-// here (strictRoomRaces catches it, with the race).
+// the early events need not come right before their newConsumer. Fixed
+// since: the listeners wait until newConsumer is queued (room/peer.go,
+// consume's gate), and an early event fails the test.
 func consumeRace(events []event, i int) bool {
 	return slices.ContainsFunc(events[i+1:], func(ev event) bool {
 		return ev.method == "newConsumer" && ev.id == events[i].id
