@@ -425,17 +425,8 @@ func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := h.newConn(roomID, peerID, r.RemoteAddr)
 	session, err := h.callAccept(c, r)
 	if err != nil {
-		status, reason := ProtocolError(err)
-		if status < 400 || status > 599 {
-			status = http.StatusInternalServerError
-		}
-		c.log.Debug("connection refused", zap.Int("status", status), zap.String("reason", reason))
+		status, reason := c.refused("connection refused", err)
 		httpError(w, status, reason)
-		c.shutdown(0, "", false)
-		c.mu.Lock()
-		c.pending = nil
-		c.mu.Unlock()
-		close(c.done)
 		return
 	}
 	c.session = session
@@ -454,6 +445,22 @@ func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	go c.writeLoop()
 	go c.dispatchLoop()
 	c.readLoop()
+}
+
+// refused ends a connection its accept refused (nothing of it started) and
+// returns the HTTP status (4xx or 5xx) and reason to refuse it with.
+func (c *Conn) refused(what string, err error) (int, string) {
+	status, reason := ProtocolError(err)
+	if status < 400 || status > 599 {
+		status = http.StatusInternalServerError
+	}
+	c.log.Debug(what, zap.Int("status", status), zap.String("reason", reason))
+	c.shutdown(0, "", false)
+	c.mu.Lock()
+	c.pending = nil
+	c.mu.Unlock()
+	close(c.done)
+	return status, reason
 }
 
 func (h *wsHandler) callAccept(c *Conn, r *http.Request) (s Session, err error) {

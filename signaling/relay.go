@@ -130,17 +130,7 @@ func (h *Handler) serveRelayed(ws *wsHandler, opts Options) func(cluster.Link, c
 		session, err := h.admitProtected(ctx, c, opts)
 		cancel()
 		if err != nil {
-			status, reason := ProtocolError(err)
-			if status < 400 || status > 599 {
-				status = http.StatusInternalServerError
-			}
-			c.log.Debug("relayed connection refused", zap.Int("status", status), zap.String("reason", reason))
-			l.Refuse(status, reason)
-			c.shutdown(0, "", false)
-			c.mu.Lock()
-			c.pending = nil
-			c.mu.Unlock()
-			close(c.done)
+			l.Refuse(c.refused("relayed connection refused", err))
 			return
 		}
 		c.session = session
