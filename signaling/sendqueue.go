@@ -91,8 +91,7 @@ func (q *sendQueue) release(f []byte) {
 		q.bytes += len(f)
 	}
 	q.frames = append(q.frames, q.held...)
-	clear(q.held)
-	q.held = q.held[:0]
+	q.held = nil // a join in a big room held thousands: not kept
 	q.holding = false
 	q.mu.Unlock()
 	q.wake()
@@ -105,8 +104,8 @@ func (q *sendQueue) wake() {
 	}
 }
 
-// take returns every queued frame, oldest first, and leaves the queue
-// empty. spare (the previous batch, done with) becomes the queue's next
+// take returns every queued frame, oldest first (not those held behind a
+// frame to come), and leaves the queue empty of them. spare (the previous batch, done with) becomes the queue's next
 // backing array, unless it grew large: a burst does not pin its memory.
 func (q *sendQueue) take(spare [][]byte) [][]byte {
 	clear(spare)
