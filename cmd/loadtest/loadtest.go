@@ -366,8 +366,13 @@ func (lt *loadtest) run(ctx context.Context) (*Report, error) {
 		wave(false)
 	}
 	lt.waitMesh(setupCtx)
+	// Every consumer arrived, but a producing peer may still be waiting
+	// for its own produce answer: its viewers can hear of the producer
+	// first (the server answers produce, then fans out, on other
+	// connections). The setups end on their own or at setupCtx's timeout;
+	// cancelling them here would fail a request that is being answered.
+	wg.Wait()
 	cancelSetup()
-	wg.Wait() // setups are bounded by setupCtx
 	meshAt := time.Now()
 	if lt.complete.Load() == int64(lt.total()) {
 		rep.FullMesh = true
