@@ -65,6 +65,21 @@ func startServerEnv(t *testing.T, env []string, args ...string) *server {
 	return s
 }
 
+// eventually is testutil.Eventually that fails at once, with the server's
+// exit status, when the server exits while the test waits for it.
+func (s *server) eventually(t *testing.T, cond func() bool, msg string) {
+	t.Helper()
+	testutil.Eventually(t, settle, func() bool {
+		select {
+		case err := <-s.exited:
+			s.exited <- err // for the cleanup
+			t.Fatalf("the server exited (%v) while the test waited: %s", err, msg)
+		default:
+		}
+		return cond()
+	}, msg)
+}
+
 type health struct {
 	Status  string `json:"status"`
 	Workers []struct {
@@ -100,7 +115,7 @@ func TestServerServesHealthAndExitsCleanlyOnSIGTERM(t *testing.T) {
 	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 
 	var h health
-	testutil.Eventually(t, settle, func() bool {
+	s.eventually(t, func() bool {
 		code, got, err := getHealth(base)
 		h = got
 		return err == nil && code == http.StatusOK

@@ -44,7 +44,7 @@ func startOne(t *testing.T, env []string, scheme string, args ...string) (*serve
 	}, args...)...)
 	base := fmt.Sprintf("%s://127.0.0.1:%d", scheme, httpPort)
 	hc := &http.Client{Timeout: settle}
-	testutil.Eventually(t, settle, func() bool {
+	s.eventually(t, func() bool {
 		resp, err := hc.Get(base + "/healthz")
 		if err != nil {
 			return false
@@ -290,7 +290,7 @@ func TestTLSServesHTTPSAndWSS(t *testing.T) {
 	certFile, keyFile, roots := selfSigned(t)
 	tlsConf := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	httpPort := testutil.FreePorts(t, 1)
-	startServer(t,
+	s := startServer(t,
 		"-listen", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"-workers", "1",
 		"-rtc-port", fmt.Sprint(testutil.FreePorts(t, 1)),
@@ -300,7 +300,7 @@ func TestTLSServesHTTPSAndWSS(t *testing.T) {
 	base := fmt.Sprintf("https://127.0.0.1:%d", httpPort)
 	hc := &http.Client{Timeout: settle, Transport: &http.Transport{TLSClientConfig: tlsConf}}
 	var h health
-	testutil.Eventually(t, settle, func() bool {
+	s.eventually(t, func() bool {
 		resp, err := hc.Get(base + "/healthz")
 		if err != nil {
 			return false

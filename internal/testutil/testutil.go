@@ -64,10 +64,11 @@ func RepoRoot() (string, error) {
 // FreePorts returns the first of n consecutive ports that are free for both
 // UDP and TCP on 127.0.0.1 right now (the caller binds them soon after).
 // Candidates are drawn from a range shifted by the process id so that test
-// binaries running in parallel rarely probe the same ports.
+// binaries running in parallel rarely probe the same ports, and lie outside
+// the kernel's ephemeral range (see probeRange).
 func FreePorts(t testing.TB, n int) int {
 	t.Helper()
-	const lo, hi = 20000, 60000
+	lo, hi := probeRange()
 	start := lo + (os.Getpid()*97+int(time.Now().UnixNano()/1000)%9973)%(hi-lo-n)
 	portsMu.Lock()
 	defer portsMu.Unlock()
@@ -82,6 +83,34 @@ func FreePorts(t testing.TB, n int) int {
 	}
 	t.Fatalf("no %d consecutive free ports found", n)
 	return 0
+}
+
+// probeRange is where FreePorts looks: below the kernel's ephemeral port
+// range (net.ipv4.ip_local_port_range, 32768–60999 by default), or above it
+// when too little is left below. A port inside it can be taken between the
+// probe and the caller's bind by any process's outgoing connection or
+// port-0 listener, which the test binaries running in parallel make by the
+// thousand: seen in CI as a server child failing with "bind: address
+// already in use" on the port it was handed.
+func probeRange() (lo, hi int) {
+	const floor, minSpan = 10000, 4000
+	ephLo, ephHi := 32768, 60999
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			l, err1 := strconv.Atoi(f[0])
+			h, err2 := strconv.Atoi(f[1])
+			if err1 == nil && err2 == nil && l <= h {
+				ephLo, ephHi = l, h
+			}
+		}
+	}
+	if ephLo-floor >= minSpan {
+		return floor, ephLo
+	}
+	if 65536-(ephHi+1) >= minSpan {
+		return ephHi + 1, 65536
+	}
+	return floor, 65536 // no room outside it: probe everywhere
 }
 
 // Ports FreePorts handed out in this process: never twice, so that tests
