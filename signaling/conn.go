@@ -175,7 +175,7 @@ type Conn struct {
 	nc  *batchConn // the WebSocket's connection (nil for a relayed one)
 	// writeDeadline bounds the writer's current writes (writer only).
 	writeDeadline time.Time
-	requests      chan Message // client requests and notifications, in order
+	requests      *requestQueue // client requests and notifications, in order
 
 	closeOnce   sync.Once
 	closing     chan struct{} // closed when the close starts
@@ -562,7 +562,7 @@ func (h *wsHandler) newConn(roomID, peerID, remoteAddr string) *Conn {
 		closeGrace:     min(l.PongTimeout, 2*time.Second),
 		log:            h.log.With(zap.String("room", roomID), zap.String("peer", peerID), zap.String("remote", remoteAddr)),
 		out:            newSendQueue(l.SendQueueBytes),
-		requests:       make(chan Message, l.RequestBurst),
+		requests:       newRequestQueue(l.RequestBurst),
 		closing:        make(chan struct{}),
 		readerDone:     make(chan struct{}),
 		dispatcherDone: make(chan struct{}),
@@ -636,9 +636,7 @@ func (c *Conn) handleFrame(binary bool, b []byte) {
 			_ = c.enqueue(EncodeResponseError(m.ID, http.StatusTooManyRequests, "rate limited"))
 			return
 		}
-		select {
-		case c.requests <- m:
-		default:
+		if !c.requests.push(m) {
 			c.log.Debug("request queue full", zap.String("method", m.Method))
 			_ = c.enqueue(EncodeResponseError(m.ID, http.StatusTooManyRequests, "too many pending requests"))
 		}
@@ -647,9 +645,7 @@ func (c *Conn) handleFrame(binary bool, b []byte) {
 			c.log.Debug("notification rate limited, dropped", zap.String("method", m.Method))
 			return
 		}
-		select {
-		case c.requests <- m:
-		default:
+		if !c.requests.push(m) {
 			c.log.Debug("request queue full, notification dropped", zap.String("method", m.Method))
 		}
 	case KindResponse:
@@ -756,11 +752,17 @@ func (c *Conn) dispatchLoop() {
 		select {
 		case <-c.closing:
 			return
-		case m := <-c.requests:
+		case <-c.requests.ready:
+		}
+		for {
 			select {
 			case <-c.closing:
 				return
 			default:
+			}
+			m, ok := c.requests.pop()
+			if !ok {
+				break
 			}
 			if m.Kind == KindNotification {
 				c.log.Debug("client notification", zap.String("method", m.Method))

@@ -590,6 +590,55 @@ func TestRateLimit(t *testing.T) {
 	waitClosed(t, a)
 }
 
+// TestRequestQueueFull: while one request is being handled, RequestBurst
+// more wait; one over that is answered 429 at once, and the waiting ones
+// are handled, in order, once the first is done. The queue gives its
+// memory back when drained.
+func TestRequestQueueFull(t *testing.T) {
+	checkLeaks(t)
+	l := testLimits()
+	l.RequestRate = -1 // only the queue's bound
+	l.RequestBurst = 3
+	h := newHarness(t, l)
+	entered, release := make(chan struct{}), make(chan struct{})
+	h.handler = func(_ *Conn, _ context.Context, method string, _ json.RawMessage) (any, error) {
+		if method == "block" {
+			close(entered)
+			<-release
+		}
+		return map[string]string{"method": method}, nil
+	}
+	c, a := h.connect()
+	c.send(`{"request":true,"id":0,"method":"block"}`)
+	<-entered
+	for i := 1; i <= 5; i++ {
+		c.send(fmt.Sprintf(`{"request":true,"id":%d,"method":"m"}`, i))
+	}
+	for _, id := range []uint64{4, 5} {
+		m := c.read()
+		if m.ID != id || m.OK || m.ErrorCode != 429 || m.ErrorReason != "too many pending requests" {
+			t.Fatalf("want 429 for request %d, got %+v", id, m)
+		}
+	}
+	if n := a.conn.requests.len(); n != 3 {
+		t.Fatalf("%d requests waiting, want 3", n)
+	}
+	close(release)
+	for _, id := range []uint64{0, 1, 2, 3} {
+		if m := c.read(); m.ID != id || !m.OK {
+			t.Fatalf("want request %d answered, got %+v", id, m)
+		}
+	}
+	eventually(t, "the drained queue's array let go", func() bool {
+		q := a.conn.requests
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return len(q.msgs) == 0 && q.head == 0
+	})
+	c.ws.Close()
+	waitClosed(t, a)
+}
+
 // answerServerRequests is the client side of the server-request tests: it
 // answers "accept" with ok, "reject" with 403, ignores the rest, and
 // returns when the connection fails.
