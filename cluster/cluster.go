@@ -157,6 +157,10 @@ type Link interface {
 	// blocks (for at most the relay's publish deadline) and fails once the
 	// link is closed or broken.
 	Send(binary bool, frame []byte) error
+	// SendText sends text frames as Send does, in order, in one round trip
+	// to the relay where it can (the owner's writer hands over everything
+	// its connection queued at once).
+	SendText(frames [][]byte) error
 	// Accept (owner) admits the peer: the edge's Dial returns.
 	Accept() error
 	// Refuse (owner) refuses the peer with an HTTP status; the link is done.

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -202,4 +204,75 @@ func TestRedisRestartReadiness(t *testing.T) {
 	testutil.Eventually(t, 30*time.Second, func() bool {
 		return rc.Get(context.Background(), "mediasoup:room:kept").Val() == "a"
 	}, "lease of the room held here not restored")
+}
+
+// A batch of frames sent with SendText, larger than one pipeline, arrives
+// whole and in order, interleaved correctly with single sends around it;
+// a batch on a closed link fails and sends nothing.
+func TestRelaySendTextKeepsOrder(t *testing.T) {
+	checkLeaks(t)
+	srv := testredis.Start(t)
+	fa, fb := &fakeNode{lost: make(chan string, 8)}, &fakeNode{lost: make(chan string, 8)}
+	a := startNode(t, fast(srv.URL(), "a", fa, t))
+	b := startNode(t, fast(srv.URL(), "b", fb, t))
+
+	owner := make(chan Link, 1)
+	b.Relay().Serve(func(l Link, _ Open) {
+		if err := l.Accept(); err != nil {
+			t.Errorf("accept: %v", err)
+		}
+		l.Bind(Handler{Frame: func(bool, []byte) {}, Closed: func(int, string) {}})
+		owner <- l
+	})
+	const n = 3*256 + 17
+	got := make(chan string, n+2)
+	closed := make(chan int, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	edge, err := a.Relay().Dial(ctx, "b", Open{Kind: "ws", Room: "r", Peer: "p"}, Handler{
+		Frame:  func(_ bool, f []byte) { got <- string(f) },
+		Closed: func(code int, _ string) { closed <- code },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ol := <-owner
+
+	var want []string
+	if err := ol.Send(false, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, "first")
+	var batch [][]byte
+	for i := range n {
+		f := fmt.Sprintf("frame %d", i)
+		batch = append(batch, []byte(f))
+		want = append(want, f)
+	}
+	if err := ol.SendText(batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := ol.Send(false, []byte("last")); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, "last")
+	for i, w := range want {
+		select {
+		case f := <-got:
+			if f != w {
+				t.Fatalf("frame %d: got %q, want %q", i, f, w)
+			}
+		case <-ctx.Done():
+			t.Fatalf("frame %d (%q) never arrived", i, w)
+		}
+	}
+
+	ol.Close(4000, "bye")
+	if c := <-closed; c != 4000 {
+		t.Fatalf("edge closed with %d, want 4000", c)
+	}
+	if err := ol.SendText(batch[:3]); !errors.Is(err, ErrLinkClosed) {
+		t.Fatalf("SendText on a closed link: %v", err)
+	}
+	edge.Close(0, "")
 }

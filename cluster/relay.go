@@ -239,6 +239,32 @@ func (rl *relay) forget(l *link) {
 	rl.mu.Unlock()
 }
 
+// publishBatch publishes envelopes in order in one pipeline (one round
+// trip, one connection: Redis delivers them in that order). All of them
+// count as sent only if every one reached a listener.
+func (rl *relay) publishBatch(node string, es []envelope) error {
+	ctx, cancel := rl.r.cmdCtx()
+	defer cancel()
+	ch := rl.r.channel(node)
+	cmds := make([]*redis.IntCmd, len(es))
+	_, err := rl.r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, e := range es {
+			cmds[i] = p.Publish(ctx, ch, encodeEnvelope(e))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range cmds {
+		if c.Val() == 0 {
+			return errNoListener
+		}
+	}
+	rl.r.met.frames.WithLabelValues("out").Add(float64(len(es)))
+	return nil
+}
+
 func (rl *relay) publish(node string, e envelope) error {
 	ctx, cancel := rl.r.cmdCtx()
 	defer cancel()
@@ -389,6 +415,42 @@ func (l *link) send(kind byte, payload []byte) error {
 	}
 	return nil
 }
+
+// SendText publishes frames as text frames in one pipeline.
+func (l *link) SendText(frames [][]byte) error {
+	switch len(frames) {
+	case 0:
+		return nil
+	case 1:
+		return l.send(kindText, frames[0])
+	}
+	l.sendMu.Lock()
+	defer l.sendMu.Unlock()
+	es := make([]envelope, 0, min(len(frames), maxPipeline))
+	for len(frames) > 0 {
+		if l.isDone() {
+			return ErrLinkClosed
+		}
+		n := min(len(frames), maxPipeline)
+		es = es[:0]
+		for _, f := range frames[:n] {
+			l.outSeq++
+			es = append(es, envelope{kind: kindText, seq: l.outSeq, sid: l.sid, payload: f})
+		}
+		frames = frames[n:]
+		if err := l.rl.publishBatch(l.peer, es); err != nil {
+			l.fail(fmt.Sprintf("relay to node %s failed: %v", l.peer, err), "publish", false)
+			return fmt.Errorf("%w: %v", ErrLinkClosed, err)
+		}
+	}
+	return nil
+}
+
+// maxPipeline bounds the frames of one pipelined publish: a connection's
+// whole queue can be thousands of frames (a relayed peer in a room
+// filling up), and one round trip of them all would have to fit in the
+// command deadline.
+const maxPipeline = 256
 
 func (l *link) Send(bin bool, frame []byte) error {
 	kind := kindText

@@ -173,17 +173,9 @@ func (c *Conn) relayWriteLoop() {
 	if err := l.Accept(); err != nil {
 		c.shutdown(0, "", false)
 	}
-	send := func(frames [][]byte) error {
-		for _, f := range frames {
-			if err := l.Send(false, f); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	c.pump(send, nil, nil)
+	c.pump(l.SendText, nil, nil)
 	if c.closeFlush {
-		c.flushQueued(send)
+		c.flushQueued(l.SendText)
 	}
 	// With code 0 (the edge closed, or the link broke) the link is already
 	// done and this sends nothing.
