@@ -182,7 +182,7 @@ func (p *Peer) Consume(ctx context.Context, transportID, producerID string) (*Co
 		return nil, err
 	}
 	t, err := lookup(r, p, p.transports, "transport", transportID)
-	caps := CloneRtpCapabilities(p.rtpCaps)
+	caps := p.rtpCaps
 	owner := r.producerOwnerLocked(producerID)
 	to := p.router
 	r.mu.Unlock()

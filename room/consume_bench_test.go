@@ -140,10 +140,10 @@ func BenchmarkConsume(b *testing.B) {
 		}
 	})
 
-	// Each consume works on its own copy of the consuming peer's
-	// capabilities (mediasoup-go normalises them in place). It used to be a
-	// JSON decode, once per consumer (a third of the room's CPU per
-	// consumer); now it is CloneRtpCapabilities.
+	// What a consume used to pay for its own copy of the consuming peer's
+	// capabilities: a JSON decode (a third of the room's CPU per consumer),
+	// then CloneRtpCapabilities. Now the copy is made once, at join
+	// (ConsumingRtpCapabilities), and shared.
 	b.Run("capsDecode", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(capsJSON)))

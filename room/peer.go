@@ -56,8 +56,8 @@ type Peer struct {
 	displayName string
 	device      Device
 	infoJSON    json.RawMessage // infoLocked's JSON, encoded when it joined or was renamed
-	// The client's RTP capabilities, never handed to mediasoup-go as they
-	// are: each consume works on a CloneRtpCapabilities copy.
+	// The client's RTP capabilities as ConsumingRtpCapabilities made them
+	// at join: read-only, shared by every consume of the peer.
 	rtpCaps  *mediasoup.RtpCapabilities
 	sctpCaps *SctpCapabilities
 
@@ -146,7 +146,7 @@ func (p *Peer) Join(req JoinRequest) ([]PeerInfo, After, error) {
 	p.joined = true
 	p.displayName, p.device = req.DisplayName, req.Device
 	p.setInfoJSONLocked()
-	p.rtpCaps, p.sctpCaps = CloneRtpCapabilities(req.RtpCapabilities), req.SctpCapabilities
+	p.rtpCaps, p.sctpCaps = ConsumingRtpCapabilities(req.RtpCapabilities), req.SctpCapabilities
 	others := r.joinedLocked()
 	type prod struct {
 		owner *Peer
@@ -640,7 +640,7 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 		r.mu.Unlock()
 		return
 	}
-	caps := CloneRtpCapabilities(p.rtpCaps)
+	caps := p.rtpCaps
 	t := p.consumingTransportLocked()
 	from, to := owner.router, p.router
 	r.mu.Unlock()

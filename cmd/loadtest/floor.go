@@ -140,7 +140,7 @@ func (f *floor) initRoom(ctx context.Context, r *floorRoom, i int) error {
 	}
 	f.mu.Lock()
 	if f.caps == nil {
-		f.caps = rt.RtpCapabilities()
+		f.caps = room.ConsumingRtpCapabilities(rt.RtpCapabilities())
 	}
 	f.mu.Unlock()
 	return nil
@@ -278,9 +278,10 @@ func (f *floor) spawnConsume(r *floorRoom, q *floorPeer, pr *mediasoup.Producer)
 		ctx, cancel := context.WithTimeout(context.Background(), f.lt.cfg.RequestTimeout)
 		defer cancel()
 		t0 := time.Now()
-		// mediasoup-go normalises the capabilities it is given in place:
-		// each consume gets its own copy (a struct copy, not a decode).
-		caps := room.CloneRtpCapabilities(f.caps)
+		// One copy of the capabilities, made ready at "join"
+		// (room.ConsumingRtpCapabilities), serves every consume, as in
+		// the server.
+		caps := f.caps
 		var err error
 		if !r.router.CanConsume(pr.Id(), caps) {
 			err = fmt.Errorf("cannot consume %s", pr.Id())
