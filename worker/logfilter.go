@@ -24,7 +24,15 @@ import (
 //     worker is worth knowing about.
 //
 // Everything else keeps its level.
-type quietHandler struct{ slog.Handler }
+//
+// It also keeps the attributes mediasoup-go adds to every object's logger
+// (logger.With("consumerId", …) for each consumer, transport, producer)
+// until a record is logged: zap encodes them at once otherwise, an
+// allocation per object that a server logging at INFO never prints.
+type quietHandler struct {
+	slog.Handler
+	attrs []slog.Attr // added by WithAttrs, not yet given to Handler
+}
 
 func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
 	if r.Level >= slog.LevelError {
@@ -35,15 +43,26 @@ func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
 			r.Level = lvl
 		}
 	}
-	return h.Handler.Handle(ctx, r)
+	return h.resolved().Handle(ctx, r)
+}
+
+// resolved is Handler with the pending attributes.
+func (h quietHandler) resolved() slog.Handler {
+	if len(h.attrs) == 0 {
+		return h.Handler
+	}
+	return h.Handler.WithAttrs(h.attrs)
 }
 
 func (h quietHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return quietHandler{h.Handler.WithAttrs(attrs)}
+	if len(attrs) == 0 {
+		return h
+	}
+	return quietHandler{h.Handler, append(h.attrs[:len(h.attrs):len(h.attrs)], attrs...)}
 }
 
 func (h quietHandler) WithGroup(name string) slog.Handler {
-	return quietHandler{h.Handler.WithGroup(name)}
+	return quietHandler{Handler: h.resolved().WithGroup(name)}
 }
 
 // demoted is the level an ERROR record of a known benign kind is logged at.

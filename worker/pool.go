@@ -864,6 +864,6 @@ type mediasoupLogger struct{ base *zap.Logger }
 func newMediasoupLogger(l *zap.Logger) *mediasoupLogger { return &mediasoupLogger{base: l} }
 
 func (m *mediasoupLogger) with(index int) *slog.Logger {
-	return slog.New(quietHandler{zapslog.NewHandler(m.base.With(zap.Int("worker", index)).Core(),
+	return slog.New(quietHandler{Handler: zapslog.NewHandler(m.base.With(zap.Int("worker", index)).Core(),
 		zapslog.WithName(strings.TrimPrefix(m.base.Name()+".mediasoup", ".")))})
 }
