@@ -648,11 +648,14 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 		p.log.Debug("no consuming transport: not consuming", zap.String("producer", producer.Id()))
 		return
 	}
-	wctx, wcancel := workerContext()
-	defer wcancel()
-	if err := r.ensurePipe(wctx, producer.Id(), false, from, to); err != nil {
-		p.log.Warn("cannot consume across workers", zap.String("producer", producer.Id()), zap.Error(err))
-		return
+	if from != to { // (a context only when there is a pipe to make)
+		wctx, wcancel := workerContext()
+		err := r.ensurePipe(wctx, producer.Id(), false, from, to)
+		wcancel()
+		if err != nil {
+			p.log.Warn("cannot consume across workers", zap.String("producer", producer.Id()), zap.Error(err))
+			return
+		}
 	}
 	if !to.CanConsume(producer.Id(), caps) {
 		return

@@ -325,9 +325,7 @@ const workerQueueTimeout = 30 * time.Second
 // (WorkerRequestTimeout) that starts then: a request that queued behind
 // others in a stampede still gets its full time.
 func workerDo(rt *worker.Router, f func(ctx context.Context) error) error {
-	qctx, qcancel := context.WithTimeout(context.Background(), workerQueueTimeout)
-	defer qcancel()
-	return rt.Worker.DoBackground(qctx, func() error {
+	return rt.Worker.DoBackground(workerQueueTimeout, func() error {
 		ctx, cancel := workerContext()
 		defer cancel()
 		return f(ctx)

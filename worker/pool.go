@@ -146,9 +146,48 @@ func (w *Worker) Do(ctx context.Context, f func() error) error {
 	return withSlot(ctx, w.inflight, f)
 }
 
-// DoBackground is Do for background work: at most MaxBackground at a time.
-func (w *Worker) DoBackground(ctx context.Context, f func() error) error {
-	return withSlot(ctx, w.background, func() error { return w.Do(ctx, f) })
+// DoBackground is Do for background work: at most MaxBackground at a
+// time. It waits at most wait for its turn (the error is then
+// context.DeadlineExceeded); a turn that is free costs no timer: a room's
+// fan-out runs thousands of these.
+func (w *Worker) DoBackground(wait time.Duration, f func() error) error {
+	var t *time.Timer
+	expired := func() <-chan time.Time {
+		if t == nil {
+			t = time.NewTimer(wait)
+		}
+		return t.C
+	}
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	if err := takeSlot(w.background, expired); err != nil {
+		return err
+	}
+	defer func() { <-w.background }()
+	if err := takeSlot(w.inflight, expired); err != nil {
+		return err
+	}
+	defer func() { <-w.inflight }()
+	return f()
+}
+
+// takeSlot takes one of slots' places, at once if one is free, else
+// waiting until expired() fires.
+func takeSlot(slots chan struct{}, expired func() <-chan time.Time) error {
+	select {
+	case slots <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case slots <- struct{}{}:
+		return nil
+	case <-expired():
+		return context.DeadlineExceeded
+	}
 }
 
 // withSlot runs f holding one of slots' places, waiting for one until ctx ends.
