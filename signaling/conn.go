@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -36,8 +37,9 @@ type Limits struct {
 	// connection (default 50); negative means unlimited.
 	RequestRate float64
 	// RequestBurst (default 100): requests beyond the rate and burst get an
-	// error response 429 and are not handled. It also sizes the queue of
-	// requests waiting for the handler (a full queue answers 429 too).
+	// error response 429 and are not handled. It also bounds the queue of
+	// requests waiting for the handler (a full queue answers 429 too),
+	// which holds nothing while none wait.
 	RequestBurst int
 	// MaxPendingServerRequests (default 1000): Request beyond it fails
 	// with ErrTooManyPending and sends nothing.
@@ -595,8 +597,9 @@ func (c *Conn) readLoop() {
 		}
 		return err
 	})
+	var scratch bytes.Buffer
 	for {
-		mt, b, err := ws.ReadMessage()
+		mt, b, err := readFrame(ws, &scratch)
 		if err != nil {
 			c.readFailed(err)
 			return
@@ -613,6 +616,26 @@ func (c *Conn) readLoop() {
 		}
 		c.handleFrame(mt != websocket.TextMessage, b)
 	}
+}
+
+// readFrame is ws.ReadMessage reading through scratch, then copying the
+// frame out at its size: ReadMessage (io.ReadAll) allocates 512 bytes for
+// a 100-byte request, and for a larger frame a chain of ever larger
+// buffers. A scratch grown past 64 KiB by a large frame is let go.
+func readFrame(ws *websocket.Conn, scratch *bytes.Buffer) (int, []byte, error) {
+	mt, r, err := ws.NextReader()
+	if err != nil {
+		return mt, nil, err
+	}
+	scratch.Reset()
+	if _, err := scratch.ReadFrom(r); err != nil {
+		return mt, nil, err
+	}
+	b := bytes.Clone(scratch.Bytes())
+	if scratch.Cap() > 64<<10 {
+		*scratch = bytes.Buffer{}
+	}
+	return mt, b, nil
 }
 
 // handleFrame handles one frame from the client: a request or notification

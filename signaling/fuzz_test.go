@@ -165,3 +165,25 @@ func refParse(b []byte) (r refMessage, known bool) {
 	}
 	return r, true
 }
+
+// FuzzPlainString: where plainString takes a JSON string literal as it
+// is, json.Unmarshal decodes it to the same string; it never takes what
+// json.Unmarshal refuses.
+func FuzzPlainString(f *testing.F) {
+	for _, s := range []string{`"abc"`, `""`, `"a\"b"`, `"\u0041"`, `"é"`, "\"\xff\"", "\"a\tb\"", `"a\\b"`, `abc`, `"`, `"x`, `1`, `null`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, ok := plainString(raw)
+		if !ok {
+			return
+		}
+		var want string
+		if err := json.Unmarshal(raw, &want); err != nil {
+			t.Fatalf("plainString took %q, which json.Unmarshal refuses: %v", raw, err)
+		}
+		if got != want {
+			t.Fatalf("%q: plainString %q, json.Unmarshal %q", raw, got, want)
+		}
+	})
+}

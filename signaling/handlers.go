@@ -379,9 +379,31 @@ func idField(data json.RawMessage, field string) (string, error) {
 	if !ok || string(raw) == "null" {
 		return "", Errorf(400, "%s: required", field)
 	}
-	var id string
-	if err := json.Unmarshal(raw, &id); err != nil {
-		return "", Errorf(400, "%s: must be a string", field)
+	id, ok := plainString(raw)
+	if !ok {
+		if err := json.Unmarshal(raw, &id); err != nil {
+			return "", Errorf(400, "%s: must be a string", field)
+		}
 	}
 	return id, requireID(field, id)
+}
+
+// plainString is the string a JSON string literal with nothing to decode
+// in it (no escape, valid UTF-8: what every id a client sends looks like)
+// stands for, without json.Unmarshal's allocations; false for anything
+// else, which json.Unmarshal then decodes (or refuses).
+func plainString(raw json.RawMessage) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	body := raw[1 : len(raw)-1]
+	for _, b := range body {
+		if b == '\\' || b == '"' || b < 0x20 {
+			return "", false
+		}
+	}
+	if !utf8.Valid(body) {
+		return "", false
+	}
+	return string(body), true
 }
