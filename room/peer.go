@@ -84,7 +84,21 @@ func (p *Peer) Snapshot() (PeerInfo, bool, Counts) {
 	r := p.room
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return p.infoLocked(), p.joined, Counts{len(p.transports), len(p.producers), len(p.consumers), len(p.dataProds), len(p.dataConsumes)}
+	s := p.snapshotLocked()
+	return s.Info, s.Joined, s.Counts
+}
+
+// PeerSnapshot is a peer as Room.Snapshot saw it.
+type PeerSnapshot struct {
+	Info        PeerInfo
+	Joined      bool
+	Broadcaster bool
+	Counts      Counts
+}
+
+func (p *Peer) snapshotLocked() PeerSnapshot {
+	return PeerSnapshot{Info: p.infoLocked(), Joined: p.joined, Broadcaster: p.IsBroadcaster(),
+		Counts: Counts{len(p.transports), len(p.producers), len(p.consumers), len(p.dataProds), len(p.dataConsumes)}}
 }
 
 // setInfoJSONLocked encodes the info the others see, once per change (join,

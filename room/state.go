@@ -241,6 +241,20 @@ func (r *Room) Peers() []*Peer {
 	return out
 }
 
+// Snapshot is every peer of the room at one moment, taken in one hold of
+// the room's lock: /metrics, the admin view and the cluster heartbeat read
+// whole rooms, and a lock per peer made them a thousand turns on the lock
+// that joins wait for in a room of a thousand.
+func (r *Room) Snapshot() []PeerSnapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]PeerSnapshot, 0, len(r.peers))
+	for _, p := range r.peers {
+		out = append(out, p.snapshotLocked())
+	}
+	return out
+}
+
 // lookup finds id in one of p's maps; an id owned by another peer is 403,
 // an unknown one 404. r.mu held.
 func lookup[T any](r *Room, p *Peer, m map[string]T, kind, id string) (T, error) {

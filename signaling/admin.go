@@ -56,11 +56,11 @@ func (h *Handler) writeAdminRooms(w http.ResponseWriter, rooms *room.Manager) {
 			for _, rt := range r.ReadyRouters() {
 				ar.Routers = append(ar.Routers, adminRouter{ID: rt.Id(), WorkerIndex: rt.Worker.Index(), WorkerPid: rt.Pid})
 			}
-			for _, p := range r.Peers() {
-				info, joined, n := p.Snapshot()
+			for _, p := range r.Snapshot() {
+				info, n := p.Info, p.Counts
 				ar.Peers = append(ar.Peers, adminPeer{
-					ID: info.ID, DisplayName: info.DisplayName, Device: info.Device, Joined: joined,
-					Broadcaster: p.IsBroadcaster(), Transports: n.Transports, Producers: n.Producers,
+					ID: info.ID, DisplayName: info.DisplayName, Device: info.Device, Joined: p.Joined,
+					Broadcaster: p.Broadcaster, Transports: n.Transports, Producers: n.Producers,
 					Consumers: n.Consumers, DataProducers: n.DataProducers, DataConsumers: n.DataConsumers,
 				})
 			}

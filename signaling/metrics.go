@@ -281,9 +281,9 @@ func (c *roomsCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, r := range rooms {
 		routers += len(r.ReadyRouters())
 		pipes += r.Pipes()
-		for _, p := range r.Peers() {
-			_, j, n := p.Snapshot()
-			if j {
+		for _, p := range r.Snapshot() {
+			n := p.Counts
+			if p.Joined {
 				joined++
 			} else {
 				waiting++

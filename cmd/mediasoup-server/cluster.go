@@ -41,10 +41,9 @@ func nodeStats(rooms *room.Manager, pool *worker.Pool) cluster.Stats {
 		var ids []string
 		for _, r := range rooms.Rooms() {
 			ids = append(ids, r.ID())
-			for _, p := range r.Peers() {
-				_, _, n := p.Snapshot()
+			for _, p := range r.Snapshot() {
 				l.Peers++
-				l.Consumers += n.Consumers + n.DataConsumers
+				l.Consumers += p.Counts.Consumers + p.Counts.DataConsumers
 			}
 		}
 		l.Rooms = len(ids)
