@@ -262,25 +262,27 @@ func (p *Peer) ConsumeData(ctx context.Context, transportID, dataProducerID stri
 		SctpStreamParameters: dc.SctpStreamParameters(), Label: dc.Label(), Protocol: dc.Protocol()}, nil
 }
 
-// producerOwnerLocked finds the joined peer owning a producer. r.mu held.
-// Consuming another peer's producer is what rooms are for; only the owner
-// may pause or close it, which the per-peer maps enforce.
+// producerOwnerLocked finds the joined peer owning a producer (through
+// r.owner, not a walk of the room). r.mu held. Consuming another peer's
+// producer is what rooms are for; only the owner may pause or close it,
+// which the per-peer maps enforce.
 func (r *Room) producerOwnerLocked(id string) *Peer {
-	for _, q := range r.peers {
-		if _, ok := q.producers[id]; ok && q.joined && !q.closed {
-			return q
-		}
-	}
-	return nil
+	return ownerLocked(r, id, func(q *Peer) bool { _, ok := q.producers[id]; return ok })
 }
 
 func (r *Room) dataProducerOwnerLocked(id string) *Peer {
-	for _, q := range r.peers {
-		if _, ok := q.dataProds[id]; ok && q.joined && !q.closed {
-			return q
-		}
+	return ownerLocked(r, id, func(q *Peer) bool { _, ok := q.dataProds[id]; return ok })
+}
+
+// ownerLocked is the joined, open peer that owns object id and holds it
+// (has(q)): a peer id in r.owner may belong to a peer that replaced the
+// owner since. r.mu held.
+func ownerLocked(r *Room, id string, has func(q *Peer) bool) *Peer {
+	q := r.peers[r.owner[id]]
+	if q == nil || !q.joined || q.closed || !has(q) {
+		return nil
 	}
-	return nil
+	return q
 }
 
 // Peer returns the room's peer with this id, or nil.
