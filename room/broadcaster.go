@@ -249,8 +249,12 @@ func (p *Peer) ConsumeData(ctx context.Context, transportID, dataProducerID stri
 	if err := r.ensurePipe(ctx, dataProducerID, true, owner.router, to); err != nil {
 		return nil, workerError("consumeData", err)
 	}
-	dc, err := t.ConsumeDataContext(ctx, &mediasoup.DataConsumerOptions{
-		DataProducerId: dataProducerID, AppData: mediasoup.H{"peerId": p.id},
+	var dc *mediasoup.DataConsumer
+	err = r.consuming(dataProducerID, func() (err error) {
+		dc, err = t.ConsumeDataContext(ctx, &mediasoup.DataConsumerOptions{
+			DataProducerId: dataProducerID, AppData: mediasoup.H{"peerId": p.id},
+		})
+		return err
 	})
 	if err != nil {
 		return nil, workerError("consumeData", err)

@@ -72,8 +72,12 @@ func (p *Peer) consumeData(owner *Peer, d *mediasoup.DataProducer) {
 		p.log.Warn("cannot consume data across workers", zap.String("dataProducer", d.Id()), zap.Error(err))
 		return
 	}
-	dc, err := t.ConsumeDataContext(wctx, &mediasoup.DataConsumerOptions{
-		DataProducerId: d.Id(), AppData: mediasoup.H{"peerId": p.id, "dataProducerPeerId": owner.id},
+	var dc *mediasoup.DataConsumer
+	err := r.consuming(d.Id(), func() (err error) {
+		dc, err = t.ConsumeDataContext(wctx, &mediasoup.DataConsumerOptions{
+			DataProducerId: d.Id(), AppData: mediasoup.H{"peerId": p.id, "dataProducerPeerId": owner.id},
+		})
+		return err
 	})
 	if err != nil {
 		if errors.Is(err, mediasoup.ErrNotFound) { // the data producer closed meanwhile

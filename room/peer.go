@@ -828,9 +828,13 @@ func (p *Peer) Close() {
 		transports = append(transports, t)
 	}
 	// No producer is added once closed is set (adopt): these are all the
-	// producers closing with the transports.
-	producers := make([]string, 0, len(p.producers))
+	// producers and data producers closing with the transports (ids are
+	// unique across both: the locks of Room.consuming cover both).
+	producers := make([]string, 0, len(p.producers)+len(p.dataProds))
 	for id := range p.producers {
+		producers = append(producers, id)
+	}
+	for id := range p.dataProds {
 		producers = append(producers, id)
 	}
 	r.mu.Unlock()

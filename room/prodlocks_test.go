@@ -7,8 +7,10 @@ package room
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -261,4 +263,62 @@ func TestPipedProducerLocks(t *testing.T) {
 	a.Close()
 	testutil.Eventually(t, 30*time.Second, func() bool { return len(r.prodLocks.ids()) == 0 },
 		"producer locks left after the peers left")
+}
+
+// Data consumes hold the data producer's lock too: mediasoup-go's
+// ConsumeDataContext leaves the transport locked when the data producer
+// closed between the worker's answer and its own check (worker's
+// TestUpstreamConsumeDataLeavesTransportLockedWhenDataProducerCloses, which
+// hits that window on its first try with the same steps). The worker is
+// stopped while b's data consume of a's data producer is in flight and a
+// leaves: a's close must wait for the consume (nothing more reaches the
+// worker), and once the worker runs again both end and b's transport is
+// not locked (b can leave).
+func TestDataConsumeRacingDataProducerClose(t *testing.T) {
+	m, pool := newTestManager(t, 1, Options{})
+	pid := pool.Infos()[0].Pid
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	pending := func() int { return pool.Infos()[0].PendingRequests }
+	caps := routerCaps(t, lockTestPeer(t, m, "caps", "x", nil))
+	for i := range 5 {
+		roomID := fmt.Sprintf("data-%d", i)
+		a := lockTestPeer(t, m, roomID, "a", nil)
+		r := a.Room()
+		r.mu.Lock()
+		var transportID string
+		for id := range a.transports {
+			transportID = id
+		}
+		r.mu.Unlock()
+		ordered := true
+		id, _, err := a.ProduceData(context.Background(), ProduceDataRequest{TransportID: transportID, Label: "chat",
+			SctpStreamParameters: &mediasoup.SctpStreamParameters{StreamId: 1, Ordered: &ordered}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.mu.Lock()
+		d := a.dataProds[id]
+		r.mu.Unlock()
+		b := lockTestPeer(t, m, roomID, "b", caps)
+
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		consumed, left := make(chan struct{}), make(chan struct{})
+		go func() { b.consumeData(a, d); close(consumed) }()
+		testutil.Eventually(t, 30*time.Second, func() bool { return pending() >= 1 }, "the data consume never reached the worker")
+		go func() { a.Close(); close(left) }()
+		time.Sleep(100 * time.Millisecond) // time for a's close to reach the worker, were it not held
+		if n := pending(); n != 1 {
+			t.Fatalf("round %d: %d requests in flight while a data consume of a's data producer is: a's close did not wait for it", i, n)
+		}
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		done(t, consumed, "b's data consume")
+		done(t, left, "a's leave")
+		bLeft := make(chan struct{})
+		go func() { b.Close(); close(bLeft) }()
+		done(t, bLeft, "b's leave (its transport locked?)")
+	}
 }

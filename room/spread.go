@@ -231,7 +231,7 @@ func (r *Room) ensurePipe(ctx context.Context, id string, data bool, from, to *w
 			return err
 		}
 		if data {
-			return pipeData(ctx, id, pair, forget)
+			return r.pipeData(ctx, id, pair, forget)
 		}
 		return r.pipeMedia(ctx, id, pair, forget)
 	})
@@ -372,9 +372,15 @@ func (r *Room) pipeMedia(ctx context.Context, id string, pair *pipePair, forget 
 	return nil
 }
 
-// pipeData does for a data producer what pipeMedia does for a producer.
-func pipeData(ctx context.Context, id string, pair *pipePair, forget func()) error {
-	dc, err := pair.local.ConsumeDataContext(ctx, &mediasoup.DataConsumerOptions{DataProducerId: id})
+// pipeData does for a data producer what pipeMedia does for a producer,
+// under the same producer lock (mediasoup-go's ConsumeDataContext has
+// ConsumeContext's fault, see Room.consuming).
+func (r *Room) pipeData(ctx context.Context, id string, pair *pipePair, forget func()) error {
+	var dc *mediasoup.DataConsumer
+	err := r.consuming(id, func() (err error) {
+		dc, err = pair.local.ConsumeDataContext(ctx, &mediasoup.DataConsumerOptions{DataProducerId: id})
+		return err
+	})
 	if err != nil {
 		return workerError("pipe consume data", err)
 	}
@@ -385,7 +391,12 @@ func pipeData(ctx context.Context, id string, pair *pipePair, forget func()) err
 		_ = dc.Close()
 		return workerError("pipe produce data", err)
 	}
-	dc.OnClose(func(context.Context) { forget(); _ = dp.Close() })
+	// As for media: closing the piped copy is a close of data producer id,
+	// and this runs on mediasoup-go's channel goroutine.
+	dc.OnClose(func(context.Context) {
+		forget()
+		go r.closingProducers([]string{id}, func() { _ = dp.Close() })
+	})
 	dp.OnClose(func(context.Context) { forget(); _ = dc.Close() })
 	return nil
 }

@@ -281,7 +281,12 @@ func (r *Room) String() string { return fmt.Sprintf("room %q", r.id) }
 // then blocks forever (its next Consume, its Close, the peer's leave, the
 // room's close). Every producer close holds that producer's lock for writing
 // (closingProducers) and every router close holds routerMu for writing
-// (closeRouter), so that branch is never taken.
+// (closeRouter), so that branch is never taken. ConsumeDataContext has the
+// same fault (worker's
+// TestUpstreamConsumeDataLeavesTransportLockedWhenDataProducerCloses): data
+// consumes run under the data producer's lock, and a peer's leave and a
+// piped copy's close take it for its data producers too (ids are unique
+// across producers and data producers).
 //
 // The lock is per producer id so that a producer's close (or its peer's
 // leave) waits only for the consumes of that producer, and delays no other

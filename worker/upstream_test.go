@@ -9,6 +9,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"sync"
@@ -156,6 +157,74 @@ func TestUpstreamConsumeLeavesTransportLockedWhenProducerCloses(t *testing.T) {
 		return
 	}
 	t.Fatalf("the producer never closed inside Consume's window in %d attempts", attempts)
+}
+
+// Still present in v2.6.0, the same fault on the data side:
+// Transport.ConsumeDataContext, when the data producer closed between the
+// worker's answer and its own check, closes the new data consumer and
+// returns "original DataProducer closed" WITHOUT unlocking the transport
+// (transport.go:1161-1165). Workaround: room's producer locks cover data
+// consumes and data producer closes too (Room.consuming).
+func TestUpstreamConsumeDataLeavesTransportLockedWhenDataProducerCloses(t *testing.T) {
+	w := startMediasoupWorker(t, workerBinFromEnv(t))
+	router := upstreamRouter(t, w)
+	sender, err := router.CreateDirectTransport(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const attempts = 40
+	for i := 1; i <= attempts; i++ {
+		dp, err := sender.ProduceData(&mediasoup.DataProducerOptions{Label: fmt.Sprintf("chat %d", i)})
+		if err != nil {
+			t.Fatalf("ProduceData: %v", err)
+		}
+		receiver, err := router.CreateDirectTransport(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			dc  *mediasoup.DataConsumer
+			err error
+		}
+		consumed := make(chan result, 1)
+		if err := syscall.Kill(w.Pid(), syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			dc, err := receiver.ConsumeDataContext(context.Background(), &mediasoup.DataConsumerOptions{DataProducerId: dp.Id()})
+			consumed <- result{dc, err}
+		}()
+		waitPending(t, w, 1)
+		closed := make(chan error, 1)
+		go func() { closed <- dp.Close() }()
+		waitPending(t, w, 2)
+		if err := syscall.Kill(w.Pid(), syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		res := <-consumed
+		if err := <-closed; err != nil {
+			t.Fatalf("dataProducer.Close: %v", err)
+		}
+		if res.err == nil {
+			_ = res.dc.Close()
+			_ = receiver.Close()
+			continue
+		}
+		if res.err.Error() != "original DataProducer closed" {
+			t.Fatalf("ConsumeData: %v", res.err)
+		}
+		if !blocks(func() { receiver.Closed() }, time.Second) {
+			t.Fatalf("attempt %d: ConsumeData returned %q and the transport is not locked: fixed upstream? "+
+				"Then data consumes need no producer lock", i, res.err)
+		}
+		t.Logf("reproduced on attempt %d: ConsumeData returned %q, the transport stays locked", i, res.err)
+		_ = syscall.Kill(w.Pid(), syscall.SIGKILL)
+		for !w.Closed() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return
+	}
+	t.Fatalf("the data producer never closed inside ConsumeData's window in %d attempts", attempts)
 }
 
 // Still present in v2.6.0: when Channel.Request's own 5 s timeout fires, the
