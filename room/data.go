@@ -66,18 +66,25 @@ func (p *Peer) consumeData(owner *Peer, d *mediasoup.DataProducer) {
 	if t == nil || t.Data().WebRtcTransportData == nil || t.Data().WebRtcTransportData.SctpParameters == nil {
 		return
 	}
-	wctx, wcancel := workerContext()
-	defer wcancel()
-	if err := r.ensurePipe(wctx, d.Id(), true, from, to); err != nil {
-		p.log.Warn("cannot consume data across workers", zap.String("dataProducer", d.Id()), zap.Error(err))
-		return
+	if from != to { // (a context only when there is a pipe to make)
+		wctx, wcancel := workerContext()
+		err := r.ensurePipe(wctx, d.Id(), true, from, to)
+		wcancel()
+		if err != nil {
+			p.log.Warn("cannot consume data across workers", zap.String("dataProducer", d.Id()), zap.Error(err))
+			return
+		}
 	}
+	// A worker turn, as for media (workerDo): a room's fan-out of data
+	// consumers must not flood the worker's channel either.
 	var dc *mediasoup.DataConsumer
-	err := r.consuming(d.Id(), func() (err error) {
-		dc, err = t.ConsumeDataContext(wctx, &mediasoup.DataConsumerOptions{
-			DataProducerId: d.Id(), AppData: mediasoup.H{"peerId": p.id, "dataProducerPeerId": owner.id},
+	err := workerDo(to, func(wctx context.Context) error {
+		return r.consuming(d.Id(), func() (err error) {
+			dc, err = t.ConsumeDataContext(wctx, &mediasoup.DataConsumerOptions{
+				DataProducerId: d.Id(), AppData: mediasoup.H{"peerId": p.id, "dataProducerPeerId": owner.id},
+			})
+			return err
 		})
-		return err
 	})
 	if err != nil {
 		if errors.Is(err, mediasoup.ErrNotFound) { // the data producer closed meanwhile
