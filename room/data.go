@@ -66,14 +66,8 @@ func (p *Peer) consumeData(owner *Peer, d *mediasoup.DataProducer) {
 	if t == nil || t.Data().WebRtcTransportData == nil || t.Data().WebRtcTransportData.SctpParameters == nil {
 		return
 	}
-	if from != to { // (a context only when there is a pipe to make)
-		wctx, wcancel := workerContext()
-		err := r.ensurePipe(wctx, d.Id(), true, from, to)
-		wcancel()
-		if err != nil {
-			p.log.Warn("cannot consume data across workers", zap.String("dataProducer", d.Id()), zap.Error(err))
-			return
-		}
+	if !p.pipeForConsume(d.Id(), true, from, to) {
+		return
 	}
 	// A worker turn, as for media (workerDo): a room's fan-out of data
 	// consumers must not flood the worker's channel either.

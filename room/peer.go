@@ -662,14 +662,8 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 		p.log.Debug("no consuming transport: not consuming", zap.String("producer", producer.Id()))
 		return
 	}
-	if from != to { // (a context only when there is a pipe to make)
-		wctx, wcancel := workerContext()
-		err := r.ensurePipe(wctx, producer.Id(), false, from, to)
-		wcancel()
-		if err != nil {
-			p.log.Warn("cannot consume across workers", zap.String("producer", producer.Id()), zap.Error(err))
-			return
-		}
+	if !p.pipeForConsume(producer.Id(), false, from, to) {
+		return
 	}
 	if !to.CanConsume(producer.Id(), caps) {
 		return
@@ -767,6 +761,23 @@ func (p *Peer) consume(owner *Peer, producer *mediasoup.Producer) {
 			p.log.Warn("resume consumer", zap.String("consumer", id), zap.Error(err))
 		}
 	}
+}
+
+// pipeForConsume makes producer (or data producer) id, on router from,
+// available on router to for one of p's background consumes (see
+// Room.ensurePipe); false, logged, when it cannot.
+func (p *Peer) pipeForConsume(id string, data bool, from, to *worker.Router) bool {
+	ctx, cancel := workerContext()
+	defer cancel()
+	err := p.room.ensurePipe(ctx, id, data, from, to)
+	if err != nil {
+		kind := "producer"
+		if data {
+			kind = "dataProducer"
+		}
+		p.log.Warn("cannot consume across workers", zap.String(kind, id), zap.Error(err))
+	}
+	return err == nil
 }
 
 // newConsumerData is the data of newConsumer (a struct: a map's keys would

@@ -73,19 +73,24 @@ func lockTestProduce(t *testing.T, p *Peer, mid string, ssrc uint32) *mediasoup.
 	}
 	rp.Mid, rp.Encodings[0].Ssrc = mid, ssrc
 	r := p.Room()
-	r.mu.Lock()
-	var transportID string
-	for id := range p.transports {
-		transportID = id
-	}
-	r.mu.Unlock()
-	id, _, err := p.Produce(context.Background(), ProduceRequest{TransportID: transportID, Kind: mediasoup.MediaKindVideo, RtpParameters: &rp})
+	id, _, err := p.Produce(context.Background(), ProduceRequest{TransportID: aTransportID(p), Kind: mediasoup.MediaKindVideo, RtpParameters: &rp})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return p.producers[id]
+}
+
+// aTransportID is the id of one of p's transports (lockTestPeer makes one).
+func aTransportID(p *Peer) string {
+	r := p.Room()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id := range p.transports {
+		return id
+	}
+	return ""
 }
 
 // routerCaps is the room's router's RTP capabilities, as a client sends them.
@@ -284,14 +289,8 @@ func TestDataConsumeRacingDataProducerClose(t *testing.T) {
 		roomID := fmt.Sprintf("data-%d", i)
 		a := lockTestPeer(t, m, roomID, "a", nil)
 		r := a.Room()
-		r.mu.Lock()
-		var transportID string
-		for id := range a.transports {
-			transportID = id
-		}
-		r.mu.Unlock()
 		ordered := true
-		id, _, err := a.ProduceData(context.Background(), ProduceDataRequest{TransportID: transportID, Label: "chat",
+		id, _, err := a.ProduceData(context.Background(), ProduceDataRequest{TransportID: aTransportID(a), Label: "chat",
 			SctpStreamParameters: &mediasoup.SctpStreamParameters{StreamId: 1, Ordered: &ordered}})
 		if err != nil {
 			t.Fatal(err)

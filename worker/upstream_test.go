@@ -96,67 +96,25 @@ func blocks(f func(), d time.Duration) bool {
 // (Closed, Consume, Close) then blocks forever. Workaround kept: room's
 // producer locks (room/state.go, consuming and closingProducers) never let a
 // producer of the room close while one of its consumers is being created.
-//
-// The window is made wide: the worker is stopped (SIGSTOP) while the consume
-// request and then the producer's close request are queued, so that both
-// answers arrive together when it resumes.
+// (reproduceConsumeLock says how.)
 func TestUpstreamConsumeLeavesTransportLockedWhenProducerCloses(t *testing.T) {
 	w := startMediasoupWorker(t, workerBinFromEnv(t))
 	router := upstreamRouter(t, w)
 	sender := plainTransport(t, router, nil)
-	const attempts = 40
-	for i := 1; i <= attempts; i++ {
-		producer := opusProducer(t, sender, uint32(1000+i))
-		receiver := plainTransport(t, router, nil)
-
-		type result struct {
-			c   *mediasoup.Consumer
-			err error
-		}
-		consumed := make(chan result, 1)
-		if err := syscall.Kill(w.Pid(), syscall.SIGSTOP); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			c, err := receiver.ConsumeContext(context.Background(), &mediasoup.ConsumerOptions{
-				ProducerId: producer.Id(), RtpCapabilities: router.RtpCapabilities(),
-			})
-			consumed <- result{c, err}
-		}()
-		waitPending(t, w, 1)
-		closed := make(chan error, 1)
-		go func() { closed <- producer.Close() }()
-		waitPending(t, w, 2)
-		if err := syscall.Kill(w.Pid(), syscall.SIGCONT); err != nil {
-			t.Fatal(err)
-		}
-		res := <-consumed
-		if err := <-closed; err != nil {
-			t.Fatalf("producer.Close: %v", err)
-		}
-		if res.err == nil {
-			_ = res.c.Close()
-			_ = receiver.Close()
-			continue
-		}
-		if res.err.Error() != "original Producer closed" {
-			t.Fatalf("Consume: %v", res.err)
-		}
-		if !blocks(func() { receiver.Closed() }, time.Second) {
-			t.Fatalf("attempt %d: Consume returned %q and the transport is not locked: fixed upstream? "+
-				"Then room's producer locks can go", i, res.err)
-		}
-		t.Logf("reproduced on attempt %d: Consume returned %q, the transport stays locked", i, res.err)
-		// Closing the worker would block on that lock too (its routers close
-		// their transports): kill it, and wait until mediasoup-go marked it
-		// closed (its teardown goroutine stays blocked).
-		_ = syscall.Kill(w.Pid(), syscall.SIGKILL)
-		for !w.Closed() {
-			time.Sleep(10 * time.Millisecond)
-		}
-		return
-	}
-	t.Fatalf("the producer never closed inside Consume's window in %d attempts", attempts)
+	reproduceConsumeLock(t, w, "Consume", "original Producer closed", "Then room's producer locks can go",
+		func(i int) consumeRace {
+			producer := opusProducer(t, sender, uint32(1000+i))
+			receiver := plainTransport(t, router, nil)
+			return consumeRace{recv: receiver, close: producer.Close, consume: func() (func(), error) {
+				c, err := receiver.ConsumeContext(context.Background(), &mediasoup.ConsumerOptions{
+					ProducerId: producer.Id(), RtpCapabilities: router.RtpCapabilities(),
+				})
+				if err != nil {
+					return nil, err
+				}
+				return func() { _ = c.Close() }, nil
+			}}
+		})
 }
 
 // Still present in v2.6.0, the same fault on the data side:
@@ -172,59 +130,90 @@ func TestUpstreamConsumeDataLeavesTransportLockedWhenDataProducerCloses(t *testi
 	if err != nil {
 		t.Fatal(err)
 	}
+	reproduceConsumeLock(t, w, "ConsumeData", "original DataProducer closed", "Then data consumes need no producer lock",
+		func(i int) consumeRace {
+			dp, err := sender.ProduceData(&mediasoup.DataProducerOptions{Label: fmt.Sprintf("chat %d", i)})
+			if err != nil {
+				t.Fatalf("ProduceData: %v", err)
+			}
+			receiver, err := router.CreateDirectTransport(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return consumeRace{recv: receiver, close: dp.Close, consume: func() (func(), error) {
+				dc, err := receiver.ConsumeDataContext(context.Background(), &mediasoup.DataConsumerOptions{DataProducerId: dp.Id()})
+				if err != nil {
+					return nil, err
+				}
+				return func() { _ = dc.Close() }, nil
+			}}
+		})
+}
+
+// consumeRace is one attempt of reproduceConsumeLock: consume (which
+// returns how to close what it made) on recv, racing close.
+type consumeRace struct {
+	recv    *mediasoup.Transport
+	consume func() (func(), error)
+	close   func() error
+}
+
+// reproduceConsumeLock makes the window wide: the worker is stopped
+// (SIGSTOP) while the consume request and then the producer's close
+// request are queued, so that both answers arrive together when it
+// resumes. It tries up to 40 times (next makes each attempt) and passes
+// once the consume returned wantErr with its transport left locked; it
+// fails if the transport is not locked (fixed upstream: ifFixed says what
+// can go) or the window was never hit.
+func reproduceConsumeLock(t *testing.T, w *mediasoup.Worker, what, wantErr, ifFixed string, next func(i int) consumeRace) {
 	const attempts = 40
 	for i := 1; i <= attempts; i++ {
-		dp, err := sender.ProduceData(&mediasoup.DataProducerOptions{Label: fmt.Sprintf("chat %d", i)})
-		if err != nil {
-			t.Fatalf("ProduceData: %v", err)
-		}
-		receiver, err := router.CreateDirectTransport(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		rc := next(i)
 		type result struct {
-			dc  *mediasoup.DataConsumer
-			err error
+			cleanup func()
+			err     error
 		}
 		consumed := make(chan result, 1)
 		if err := syscall.Kill(w.Pid(), syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
 		go func() {
-			dc, err := receiver.ConsumeDataContext(context.Background(), &mediasoup.DataConsumerOptions{DataProducerId: dp.Id()})
-			consumed <- result{dc, err}
+			cleanup, err := rc.consume()
+			consumed <- result{cleanup, err}
 		}()
 		waitPending(t, w, 1)
 		closed := make(chan error, 1)
-		go func() { closed <- dp.Close() }()
+		go func() { closed <- rc.close() }()
 		waitPending(t, w, 2)
 		if err := syscall.Kill(w.Pid(), syscall.SIGCONT); err != nil {
 			t.Fatal(err)
 		}
 		res := <-consumed
 		if err := <-closed; err != nil {
-			t.Fatalf("dataProducer.Close: %v", err)
+			t.Fatalf("closing the producer: %v", err)
 		}
 		if res.err == nil {
-			_ = res.dc.Close()
-			_ = receiver.Close()
+			res.cleanup()
+			_ = rc.recv.Close()
 			continue
 		}
-		if res.err.Error() != "original DataProducer closed" {
-			t.Fatalf("ConsumeData: %v", res.err)
+		if res.err.Error() != wantErr {
+			t.Fatalf("%s: %v", what, res.err)
 		}
-		if !blocks(func() { receiver.Closed() }, time.Second) {
-			t.Fatalf("attempt %d: ConsumeData returned %q and the transport is not locked: fixed upstream? "+
-				"Then data consumes need no producer lock", i, res.err)
+		if !blocks(func() { rc.recv.Closed() }, time.Second) {
+			t.Fatalf("attempt %d: %s returned %q and the transport is not locked: fixed upstream? %s", i, what, res.err, ifFixed)
 		}
-		t.Logf("reproduced on attempt %d: ConsumeData returned %q, the transport stays locked", i, res.err)
+		t.Logf("reproduced on attempt %d: %s returned %q, the transport stays locked", i, what, res.err)
+		// Closing the worker would block on that lock too (its routers close
+		// their transports): kill it, and wait until mediasoup-go marked it
+		// closed (its teardown goroutine stays blocked).
 		_ = syscall.Kill(w.Pid(), syscall.SIGKILL)
 		for !w.Closed() {
 			time.Sleep(10 * time.Millisecond)
 		}
 		return
 	}
-	t.Fatalf("the data producer never closed inside ConsumeData's window in %d attempts", attempts)
+	t.Fatalf("the producer never closed inside %s's window in %d attempts", what, attempts)
 }
 
 // Still present in v2.6.0: when Channel.Request's own 5 s timeout fires, the
