@@ -221,6 +221,11 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 			t.Fatalf("%s: new peer without redis: %v, want HTTP 503", n.ID, err)
 		}
 	}
+	// The owner let the relayed peer go.
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		r := a.Rooms.Room("r")
+		return r != nil && len(r.Peers()) == 2 && r.Peer("p3") == nil
+	}, "%s kept the relayed peer p3 without redis", a.ID)
 	// The rooms keep their media.
 	from1, from2 := packetsOf(p2, pr.ID()), packetsOf(q2, qr.ID())
 	waitPackets(t, p2, pr.ID(), from1+50)
@@ -242,10 +247,14 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 	if o := b.Owner(t, "r"); o.Node != "node-a" {
 		t.Fatalf("r owned by %+v after the restart", o)
 	}
-	for _, n := range []*testcluster.Node{a, b} {
-		if v := metric(t, n.URL, `mediasoup_server_relay_errors_total{reason="subscriber"}`); v == 0 {
-			t.Errorf("%s counted no relay error for the lost subscription", n.ID)
-		}
+	// The edge (b) counted its link broken by the lost subscription. The
+	// owner (a) need not have: which node's subscription breaks first is
+	// Redis's order, and when b's goes first, a may end its side of the link
+	// cleanly before its own goes (p3's client, closed with 4500, closes its
+	// DTLS and a's room lets p3 go; or a's PUBLISH to p3 reaches nobody:
+	// "publish"). What a must do is free p3, checked above.
+	if v := metric(t, b.URL, `mediasoup_server_relay_errors_total{reason="subscriber"}`); v == 0 {
+		t.Errorf("%s (the edge) counted no relay error for the lost subscription", b.ID)
 	}
 	t.Logf("redis away %v with media flowing in both rooms; ready again %v after it was back", outage.Round(10*time.Millisecond), ready.Round(10*time.Millisecond))
 }
