@@ -143,7 +143,11 @@ const MaxBackground = 16
 // Do runs f, which sends requests to this worker, once fewer than
 // MaxInFlight others are running; ctx bounds the wait.
 func (w *Worker) Do(ctx context.Context, f func() error) error {
-	return withSlot(ctx, w.inflight, f)
+	if !takeSlot(w.inflight, ctx.Done) {
+		return ctx.Err()
+	}
+	defer func() { <-w.inflight }()
+	return f()
 }
 
 // DoBackground is Do for background work: at most MaxBackground at a
@@ -163,42 +167,31 @@ func (w *Worker) DoBackground(wait time.Duration, f func() error) error {
 			t.Stop()
 		}
 	}()
-	if err := takeSlot(w.background, expired); err != nil {
-		return err
+	if !takeSlot(w.background, expired) {
+		return context.DeadlineExceeded
 	}
 	defer func() { <-w.background }()
-	if err := takeSlot(w.inflight, expired); err != nil {
-		return err
+	if !takeSlot(w.inflight, expired) {
+		return context.DeadlineExceeded
 	}
 	defer func() { <-w.inflight }()
 	return f()
 }
 
-// takeSlot takes one of slots' places, at once if one is free, else
-// waiting until expired() fires.
-func takeSlot(slots chan struct{}, expired func() <-chan time.Time) error {
+// takeSlot takes one of slots' places: at once if one is free, else once
+// one frees up, unless giveUp()'s channel is ready first (false).
+func takeSlot[T any](slots chan struct{}, giveUp func() <-chan T) bool {
 	select {
 	case slots <- struct{}{}:
-		return nil
+		return true
 	default:
 	}
 	select {
 	case slots <- struct{}{}:
-		return nil
-	case <-expired():
-		return context.DeadlineExceeded
+		return true
+	case <-giveUp():
+		return false
 	}
-}
-
-// withSlot runs f holding one of slots' places, waiting for one until ctx ends.
-func withSlot(ctx context.Context, slots chan struct{}, f func() error) error {
-	select {
-	case slots <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-slots }()
-	return f()
 }
 
 // Router is a router placed on a worker by the pool, with the WebRtcServer
